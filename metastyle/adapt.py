@@ -1,0 +1,150 @@
+"""Few-shot adaptation: a few Adam steps on a subset of a generator's parameters.
+
+The same loop serves `metastyle adapt`, the periodic held-out check during meta-training, the
+benchmark (every init x every regime) and the per-style baseline (random init, all parameters,
+many steps), so they can be compared like for like.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .checkpoint import load_generator, save_delta
+from .config import LossConfig
+from .corpus import random_crops
+from .encoders import load_encoder
+from .generator import adapt_parameter_names
+from .errors import UserError
+from .images import check_output_suffix, load_image, pil_to_tensor, resize_long_side, save_image
+from .losses import LossWeights, PerceptualLoss
+from .stylize import stylize_tensor
+
+
+@dataclass
+class AdaptResult:
+    model: nn.Module
+    names: list[str]  # the parameters that changed
+    losses: list[float] = field(default_factory=list)  # support loss before each step
+    seconds: float = 0.0
+
+
+def cycle_batches(support: torch.Tensor, batch: int) -> Callable[[int], torch.Tensor]:
+    """Step i gets ``batch`` crops taken cyclically from ``support`` (K*batch >= N sees all)."""
+
+    def batch_for(step: int) -> torch.Tensor:
+        return support[[(step * batch + j) % len(support) for j in range(min(batch, len(support)))]]
+
+    return batch_for
+
+
+def adapt(base: nn.Module, loss_fn: PerceptualLoss, style_targets: dict,
+          batches: Callable[[int], torch.Tensor], steps: int, lr: float, subset: str = "norm",
+          on_step: Callable[[int, float], None] | None = None) -> AdaptResult:
+    """Copy ``base`` and fit ``subset`` of its parameters to a style with Adam.
+
+    ``batches(i)`` gives step i's content batch (``cycle_batches`` for a fixed support set, a
+    random-crop stream for per-style training); ``on_step(i, loss)`` drives progress bars.
+    """
+    model = copy.deepcopy(base).train()
+    names = adapt_parameter_names(model, subset)
+    chosen = set(names)
+    for name, param in model.named_parameters():
+        param.requires_grad_(name in chosen)
+    optimizer = torch.optim.Adam([model.get_parameter(n) for n in names], lr=lr)
+    result = AdaptResult(model, names)
+    start = time.perf_counter()
+    for step in range(steps):
+        content = batches(step)
+        loss = loss_fn(model(content), content, style_targets)["total"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        result.losses.append(loss.item())
+        if on_step:
+            on_step(step, loss.item())
+    result.seconds = time.perf_counter() - start
+    model.requires_grad_(False)
+    return result
+
+
+@torch.no_grad()
+def evaluate_terms(model: nn.Module, loss_fn: PerceptualLoss, style_targets: dict,
+                   images: torch.Tensor, batch: int = 4) -> dict[str, float]:
+    """Mean loss terms of ``model`` on held-out ``images`` (batched to bound memory)."""
+    sums: dict[str, float] = {}
+    for i in range(0, len(images), batch):
+        chunk = images[i:i + batch]
+        terms = loss_fn(model(chunk), chunk, style_targets)
+        for key, value in terms.items():
+            sums[key] = sums.get(key, 0.0) + value.item() * len(chunk)
+    return {k: v / len(images) for k, v in sums.items()}
+
+
+def loss_weights(loss_cfg: LossConfig) -> LossWeights:
+    return LossWeights(loss_cfg.content_weight, loss_cfg.style_weight, loss_cfg.tv_weight,
+                       tuple(loss_cfg.content_layers), tuple(loss_cfg.style_layers))
+
+
+def adaptation_crops(contents: list, count: int, crop: int, seed: int) -> torch.Tensor:
+    """A fixed support set of ``count`` random crops (cycled through by the K steps)."""
+    gen = torch.Generator().manual_seed(seed)
+    crops = [random_crops(contents, 1, crop, gen)[0] for _ in range(count)]
+    return torch.cat(crops)
+
+
+def adapt_style_file(style_path, base_path, contents: list, steps: int, lr: float, batch: int,
+                     seed: int = 0, on_step: Callable[[int, float], None] | None = None):
+    """Adapt the generator at ``base_path`` to the image at ``style_path``.
+
+    Uses the base's own loss, encoder, subset and training resolution (read from its
+    metadata), so adaptation matches what the init was meta-trained for.
+    Returns ``(AdaptResult, base_meta, provenance)``.
+    """
+    style_img = load_image(style_path)  # validate the user's file before any heavy work
+    base, meta = load_generator(base_path)
+    train_cfg = meta.get("config", {})
+    data = train_cfg.get("data", {})
+    loss_cfg = LossConfig(**meta.get("loss", train_cfg.get("loss", {})))
+    loss_fn = PerceptualLoss(load_encoder(loss_cfg.encoder), loss_weights(loss_cfg))
+    style = pil_to_tensor(resize_long_side(style_img, data.get("style_size", 192)))
+    support = adaptation_crops(contents, max(batch * 2, 4), data.get("crop", 96), seed)
+    targets = loss_fn.style_targets(style)
+    before = evaluate_terms(base, loss_fn, targets, support)["total"]
+    result = adapt(base, loss_fn, targets, cycle_batches(support, batch), steps, lr,
+                   meta.get("adapt_subset", "norm"), on_step=on_step)
+    style_hash = hashlib.sha256(Path(style_path).read_bytes()).hexdigest()
+    provenance = {"adapted_by": "metastyle adapt", "steps": steps, "lr": lr, "batch": batch,
+                  "style_file": Path(style_path).name, "style_sha256": style_hash,
+                  "seconds": round(result.seconds, 3), "support_loss_before": before,
+                  "support_loss_after": evaluate_terms(result.model, loss_fn, targets, support)["total"],
+                  "encoder": loss_fn.encoder.name,
+                  "encoder_sha256": loss_fn.encoder.weights_sha256,
+                  "loss": asdict(loss_cfg), "config": train_cfg}
+    return result, meta, provenance
+
+
+def adapt_and_save(style_path: Path, base_path: Path, contents: list, output: Path,
+                   preview: Path | None, steps: int, lr: float, batch: int, seed: int = 0,
+                   on_step: Callable[[int, float], None] | None = None) -> dict:
+    """`metastyle adapt`: adapt, then write the delta model and a preview; returns a summary."""
+    if Path(output).suffix != ".safetensors":
+        raise UserError(f"{output}: model files must end in .safetensors")
+    if preview is not None:
+        check_output_suffix(preview)
+    result, _, provenance = adapt_style_file(style_path, base_path, contents, steps, lr, batch,
+                                             seed, on_step)
+    save_delta(output, result.model, base_path, result.names, provenance)
+    if preview is not None:
+        photo = pil_to_tensor(resize_long_side(load_image(contents[0]), 384))
+        save_image(stylize_tensor(result.model, photo), preview)
+    return {"seconds": result.seconds, "steps": steps, "bytes": Path(output).stat().st_size,
+            "loss_before": provenance["support_loss_before"],
+            "loss_after": provenance["support_loss_after"]}

@@ -1,0 +1,86 @@
+"""The references meta-learning is judged against.
+
+- Gatys et al. 2016: optimize one image's pixels (L-BFGS or Adam): slow, the quality reference.
+- Per-style network (Johnson et al. 2016): a generator trained from scratch on one style.
+(The joint multi-style init lives with the benchmark, since it shares the meta-training data.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .adapt import AdaptResult, adapt, loss_weights
+from .checkpoint import save_generator
+from .corpus import random_crops, readable_images
+from .encoders import load_encoder
+from .errors import UserError
+from .generator import Generator, GeneratorConfig
+from .images import list_images, load_image, pil_to_tensor, resize_long_side
+from .losses import PerceptualLoss
+
+
+def gatys(content: torch.Tensor, style_targets: dict, loss_fn: PerceptualLoss, steps: int,
+          method: str = "lbfgs", lr: float = 0.05,
+          on_step: Callable[[int, float], None] | None = None) -> tuple[torch.Tensor, list[float]]:
+    """Optimize an image, starting from the photo, to minimize the perceptual loss.
+
+    Pixels are parametrized as ``sigmoid(z)`` so they stay in [0,1] without clamping, which
+    L-BFGS's line search would not tolerate. Returns the image and the loss per step.
+    """
+    content_feats = loss_fn.content_targets(content)
+    z = torch.logit(content.clamp(0.02, 0.98)).clone(memory_format=torch.contiguous_format)
+    z.requires_grad_(True)
+    losses: list[float] = []
+
+    def evaluate() -> torch.Tensor:
+        loss = loss_fn(torch.sigmoid(z), content_feats, style_targets)["total"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        return loss
+
+    if method == "lbfgs":
+        optimizer = torch.optim.LBFGS([z], lr=1.0, max_iter=1, history_size=50,
+                                      line_search_fn="strong_wolfe")
+    elif method == "adam":
+        optimizer = torch.optim.Adam([z], lr=lr)
+    else:
+        raise ValueError(f"unknown Gatys method {method!r} (lbfgs or adam)")
+    for step in range(steps):
+        loss = optimizer.step(evaluate)
+        losses.append(loss.item())
+        if on_step:
+            on_step(step, loss.item())
+    return torch.sigmoid(z).detach(), losses
+
+
+def train_per_style(style_targets: dict, loss_fn: PerceptualLoss, contents: list[Path],
+                    config: GeneratorConfig, steps: int, lr: float, batch: int, crop: int,
+                    seed: int, on_step: Callable[[int, float], None] | None = None) -> AdaptResult:
+    """A randomly initialized generator, all parameters trained on one style (Johnson)."""
+    torch.manual_seed(seed)
+    model = Generator(config)
+    gen = torch.Generator().manual_seed(seed)
+    return adapt(model, loss_fn, style_targets, lambda _: random_crops(contents, batch, crop, gen)[0],
+                 steps, lr, subset="all", on_step=on_step)
+
+
+def per_style_model_file(style_path: Path, content_dir: Path, output: Path, config, steps: int,
+                         lr: float, batch: int, on_step=None) -> AdaptResult:
+    """`metastyle train-style`: train a per-style network and save it with its provenance."""
+    if Path(output).suffix != ".safetensors":
+        raise UserError(f"{output}: model files must end in .safetensors")
+    style = pil_to_tensor(resize_long_side(load_image(style_path), config.data.style_size))
+    contents = readable_images(list_images(content_dir), f"content ({content_dir})")
+    loss_fn = PerceptualLoss(load_encoder(config.loss.encoder), loss_weights(config.loss))
+    result = train_per_style(loss_fn.style_targets(style), loss_fn, contents, config.generator,
+                             steps, lr, batch, config.data.crop, config.train.seed, on_step)
+    save_generator(output, result.model, {
+        "trained_by": "metastyle train-style", "steps": steps, "lr": lr, "batch": batch,
+        "seconds": round(result.seconds, 3), "style_file": Path(style_path).name,
+        "encoder": loss_fn.encoder.name, "encoder_sha256": loss_fn.encoder.weights_sha256,
+        "loss": asdict(config.loss), "final_loss": result.losses[-1] if result.losses else None})
+    return result

@@ -1,0 +1,139 @@
+"""Model and training-state files: safetensors tensors + JSON metadata, written atomically.
+
+Loading never unpickles, so a shared style file cannot run code. Kinds of file:
+- ``generator``: full generator weights (the meta-init, a per-style network, ...);
+- ``delta``: only the tensors adaptation changed, against a base generator identified by the
+  hash of its weights (a norm-only adapted style is a few KB);
+- ``training``: a resumable run (weights, optimizer, RNG state, step).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load, save
+
+from .errors import UserError
+from .images import atomic_write_bytes
+
+FORMAT_VERSION = 1
+META_KEY = "metastyle"
+
+
+def weights_hash(weights: dict[str, torch.Tensor]) -> str:
+    """sha256 over names, shapes and bytes in name order: identifies a base for deltas."""
+    digest = hashlib.sha256()
+    for name in sorted(weights):
+        tensor = weights[name].detach().to("cpu", torch.float32).contiguous()
+        digest.update(f"{name}:{tuple(tensor.shape)};".encode())
+        digest.update(tensor.numpy().tobytes())
+    return digest.hexdigest()
+
+
+def write(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    """Atomically write tensors + metadata (``format_version`` is added here)."""
+    meta = {"format_version": FORMAT_VERSION, **meta}
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    atomic_write_bytes(Path(path), save(tensors, metadata={META_KEY: json.dumps(meta)}))
+
+
+def read(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """Read a metastyle file; anything else is a one-line ``UserError``."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: file not found")
+    data = path.read_bytes()
+    try:
+        tensors = load(data)
+        header_len = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8:8 + header_len])
+        meta = json.loads(header.get("__metadata__", {})[META_KEY])
+    except (SafetensorError, ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path}: not a metastyle model file ({type(exc).__name__})") from None
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise UserError(f"{path}: unsupported model format version {version!r} "
+                        f"(this metastyle reads {FORMAT_VERSION})")
+    return tensors, meta
+
+
+def flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    """Split ``optimizer.state_dict()`` into tensors and JSON (for safetensors, not pickle)."""
+    tensors, scalars = {}, {}
+    for index, slot in state["state"].items():
+        for key, value in slot.items():
+            if torch.is_tensor(value):
+                tensors[f"optim/{index}/{key}"] = value
+            else:
+                scalars[f"{index}/{key}"] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def unflatten_optimizer(tensors: dict[str, torch.Tensor], info: dict) -> dict:
+    state: dict[int, dict] = {}
+    for name, value in tensors.items():
+        if name.startswith("optim/"):
+            _, index, key = name.split("/", 2)
+            state.setdefault(int(index), {})[key] = value
+    for name, value in info["scalars"].items():
+        index, key = name.split("/", 1)
+        state.setdefault(int(index), {})[key] = value
+    return {"state": state, "param_groups": info["param_groups"]}
+
+
+SHIPPED_INIT = Path(__file__).parent / "weights" / "meta_init.safetensors"
+
+
+def save_generator(path: str | Path, model, meta: dict) -> None:
+    """A full generator file; ``meta`` should carry encoder, loss weights and provenance."""
+    weights = model.state_dict()
+    write(path, weights, {"kind": "generator", "generator": model.config.to_dict(),
+                          "weights_hash": weights_hash(weights), **meta})
+
+
+def save_delta(path: str | Path, model, base_path: str | Path, names: list[str], meta: dict):
+    """Only ``names`` are stored; loading re-applies them to the base found at ``base_path``."""
+    base_weights, base_meta = read(base_path)
+    weights = model.state_dict()
+    write(path, {n: weights[n] for n in names},
+          {"kind": "delta", "generator": model.config.to_dict(),
+           "base_hash": base_meta.get("weights_hash") or weights_hash(base_weights),
+           "base_path": "shipped" if Path(base_path) == SHIPPED_INIT else str(base_path), **meta})
+
+
+def _resolve_base(path: Path, meta: dict) -> dict[str, torch.Tensor]:
+    hint = meta.get("base_path", "shipped")
+    base_file = SHIPPED_INIT if hint == "shipped" else Path(hint)
+    if not base_file.is_absolute() and not base_file.exists():
+        base_file = path.parent / base_file
+    if not base_file.is_file():
+        raise UserError(f"{path}: its base model {base_file} is missing")
+    weights, _ = read(base_file)
+    if weights_hash(weights) != meta["base_hash"]:
+        raise UserError(f"{path}: base model {base_file} has changed (hash mismatch)")
+    return weights
+
+
+def load_generator(path: str | Path):
+    """Load a generator or delta file -> (Generator in eval mode, metadata)."""
+    from .generator import Generator, GeneratorConfig
+
+    path = Path(path)
+    tensors, meta = read(path)
+    if meta.get("kind") not in ("generator", "delta", "training"):
+        raise UserError(f"{path}: not a generator model (kind {meta.get('kind')!r})")
+    try:
+        model = Generator(GeneratorConfig(**meta["generator"]))
+        weights = {k.removeprefix("model/"): v for k, v in tensors.items()
+                   if not k.startswith(("optim/", "rng/", "extra/"))}
+        if meta["kind"] == "delta":
+            weights = {**_resolve_base(path, meta), **weights}
+        model.load_state_dict(weights)
+    except (KeyError, TypeError, RuntimeError) as exc:
+        raise UserError(f"{path}: model weights do not match its config "
+                        f"({str(exc).splitlines()[0][:120]})") from None
+    return model.eval(), meta

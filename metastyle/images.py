@@ -1,0 +1,226 @@
+"""Image loading, conversion and saving: the one place that touches image files.
+
+Style and content images come from users, so every way a file can be bad (missing, empty,
+truncated, not an image, absurdly small, a decompression bomb) must become a one-line
+`UserError` naming the file, not a traceback from deep inside Pillow or torch. Everything
+past this module can then assume the single tensor convention:
+
+    float32 in [0, 1], shape (B, 3, H, W), RGB.
+
+Writes are atomic (temp file in the same directory + `os.replace`), so an interrupted run
+never leaves a half-written image or model file behind under the real name.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import tempfile
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from metastyle.errors import UserError
+
+DEFAULT_MAX_PIXELS = 40_000_000
+MIN_SIDE = 16
+
+# Suffix -> Pillow format name, for both reading (which files count as images) and saving.
+_FORMATS = {
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".png": "PNG",
+    ".webp": "WEBP",
+    ".bmp": "BMP",
+    ".gif": "GIF",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+}
+IMAGE_SUFFIXES = frozenset(_FORMATS)
+_SAVE_OPTIONS = {"JPEG": {"quality": 95}, "WEBP": {"quality": 95}}
+
+# What Pillow raises while decoding a damaged file.
+_DECODE_ERRORS = (OSError, SyntaxError, EOFError, ValueError, struct.error)
+
+
+def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Open, validate and fully decode an image file; return it upright, in RGB mode.
+
+    Animated files give their first frame. Raises `UserError` for any bad input.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: file not found")
+    if path.stat().st_size == 0:
+        raise UserError(f"{path}: file is empty")
+    with warnings.catch_warnings():
+        # Pillow warns above its own fixed limit; ours (checked below) is the one that counts.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            img = Image.open(path)
+        except UnidentifiedImageError:
+            raise UserError(f"{path}: not an image (unrecognised or unsupported format)") from None
+        except Image.DecompressionBombError:
+            raise UserError(
+                f"{path}: image is too large (more than {2 * Image.MAX_IMAGE_PIXELS} pixels, "
+                "beyond Pillow's decompression-bomb limit)"
+            ) from None
+        except OSError as e:
+            raise UserError(f"{path}: cannot read file ({e.strerror or e})") from None
+    with img:
+        width, height = img.size  # from the header; nothing decoded yet
+        if width * height > max_pixels:
+            raise UserError(
+                f"{path}: image is too large ({width * height} pixels, limit {max_pixels}; "
+                "raise --max-pixels to allow it)"
+            )
+        if min(width, height) < MIN_SIDE:
+            raise UserError(
+                f"{path}: image is too small ({width}x{height}, minimum {MIN_SIDE} px per side)"
+            )
+        try:
+            img.load()  # full decode, so truncation fails here rather than later
+            img = ImageOps.exif_transpose(img)
+        except _DECODE_ERRORS:
+            raise UserError(f"{path}: image is truncated or corrupt") from None
+    try:
+        return _to_rgb(img)
+    except ValueError:  # e.g. LAB or HSV TIFFs, which Pillow cannot convert to RGB
+        raise UserError(f"{path}: unsupported colour mode {img.mode}") from None
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to RGB; transparency is composited over white."""
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        # 16-bit data: rescale 0..65535 to 0..255 (a plain convert would clip at 255).
+        wide = np.asarray(img).astype(np.float64).clip(0, 65535)
+        return Image.fromarray(np.rint(wide * (255 / 65535)).astype(np.uint8)).convert("RGB")
+    if img.mode == "F":
+        # Pillow's own convention for float images is 0..255; round rather than truncate.
+        gray = np.rint(np.asarray(img).clip(0, 255)).astype(np.uint8)
+        return Image.fromarray(gray).convert("RGB")
+    if "A" in img.mode or "a" in img.mode or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return img if img.mode == "RGB" else img.convert("RGB")
+
+
+def pil_to_tensor(img: Image.Image) -> torch.Tensor:
+    """Image (any mode) -> float32 tensor (1, 3, H, W) in [0, 1]."""
+    array = np.array(_to_rgb(img), dtype=np.uint8)  # copy: torch wants a writable buffer
+    return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0).float().div_(255)
+
+
+def tensor_to_pil(t: torch.Tensor) -> Image.Image:
+    """Tensor (3, H, W) or (1, 3, H, W) -> RGB image; values are clamped to [0, 1] and rounded."""
+    if t.dim() == 4 and t.shape[0] == 1:
+        t = t[0]
+    if t.dim() != 3 or t.shape[0] != 3:
+        raise ValueError(f"expected a (3, H, W) or (1, 3, H, W) tensor, got {tuple(t.shape)}")
+    t = torch.nan_to_num(t.detach().float().cpu(), nan=0.0).clamp(0, 1)
+    array = t.mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    return Image.fromarray(np.ascontiguousarray(array))
+
+
+def resize_long_side(img: Image.Image, size: int) -> Image.Image:
+    """Resize so the longer side equals `size`, keeping the aspect ratio (Lanczos)."""
+    if size < 1:
+        raise ValueError(f"size must be >= 1, got {size}")
+    width, height = img.size
+    if max(width, height) == size:
+        return img
+    scale = size / max(width, height)
+    new_size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return img.resize(new_size, Image.Resampling.LANCZOS)
+
+
+def load_tensor(
+    path: str | os.PathLike, size: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> torch.Tensor:
+    """Load an image file as a (1, 3, H, W) tensor, optionally resized to long side `size`."""
+    img = load_image(path, max_pixels=max_pixels)
+    if size is not None:
+        img = resize_long_side(img, size)
+    return pil_to_tensor(img)
+
+
+@contextmanager
+def _atomic_file(path: Path) -> Iterator[IO[bytes]]:
+    """Yield a temp file beside `path`; on success it replaces `path`, on failure it is removed.
+
+    OS-level failures (permissions, full disk, ...) become a `UserError` naming `path`.
+    """
+    tmp_name = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(
+            dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix, delete=False
+        ) as tmp:
+            tmp_name = tmp.name
+            yield tmp
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp makes it 0600; match a normal file
+        os.replace(tmp_name, path)
+    except BaseException as e:
+        if tmp_name is not None and os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+        if isinstance(e, OSError):
+            raise UserError(f"{path}: cannot write file ({e.strerror or e})") from e
+        raise
+
+
+def _umask() -> int:
+    """The process umask (it can only be read by setting it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write `data` to `path` atomically, creating parent folders."""
+    with _atomic_file(Path(path)) as f:
+        f.write(data)
+
+
+def check_output_suffix(path: str | os.PathLike) -> str:
+    """The Pillow format for an output path; call it before heavy work to fail early."""
+    path = Path(path)
+    fmt = _FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        known = " ".join(sorted(IMAGE_SUFFIXES))
+        raise UserError(f"{path}: unknown image suffix {path.suffix!r} (use one of: {known})")
+    return fmt
+
+
+def save_image(img_or_tensor: Image.Image | torch.Tensor, path: str | os.PathLike) -> None:
+    """Save an image or (1,)3,H,W tensor atomically; the format comes from the suffix."""
+    path = Path(path)
+    fmt = check_output_suffix(path)
+    if isinstance(img_or_tensor, torch.Tensor):
+        img = tensor_to_pil(img_or_tensor)
+    else:
+        img = _to_rgb(img_or_tensor)
+    with _atomic_file(path) as f:
+        img.save(f, format=fmt, **_SAVE_OPTIONS.get(fmt, {}))
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """All image files under `folder` (recursive, sorted), skipping hidden files and folders."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"{folder}: folder not found")
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES
+        and p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )

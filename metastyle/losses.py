@@ -1,0 +1,89 @@
+"""Perceptual losses: Gram-matrix style, feature content, total variation.
+
+Every term is *relative* (squared error divided by the target's squared norm), so the same loss
+weights work for any encoder: HED's caffe-scale activations are ~255x larger than
+torchvision-normalized ones, and raw 1e5-style weights would not transfer between them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .encoders import Encoder
+
+_EPS = 1e-8
+
+
+def gram(features: torch.Tensor) -> torch.Tensor:
+    """Gram matrix normalized by C*H*W, shape (B, C, C)."""
+    b, c, h, w = features.shape
+    flat = features.reshape(b, c, h * w)
+    return flat @ flat.transpose(1, 2) / (c * h * w)
+
+
+def relative_error(value: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-sample ||value - target||^2 / ||target||^2, averaged over the batch."""
+    dims = tuple(range(1, value.dim()))
+    err = (value - target).pow(2).sum(dims)
+    norm = target.pow(2).sum(dims).clamp_min(_EPS)
+    return (err / norm).mean()
+
+
+def total_variation(images: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference between neighbouring pixels (anisotropic TV)."""
+    dx = (images[..., :, 1:] - images[..., :, :-1]).abs().mean()
+    dy = (images[..., 1:, :] - images[..., :-1, :]).abs().mean()
+    return dx + dy
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    content: float = 1.0
+    style: float = 5.0
+    tv: float = 0.1
+    content_layers: tuple[str, ...] = ("relu2_2",)
+    style_layers: tuple[str, ...] = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
+
+
+class PerceptualLoss(nn.Module):
+    """Johnson/Gatys loss over a frozen encoder; returns a dict of named terms plus ``total``.
+
+    ``style`` is the mean of the per-layer terms (so adding a layer doesn't rescale it), then
+    weighted; ``total = content_w * content + style_w * style + tv_w * tv``.
+    """
+
+    def __init__(self, encoder: Encoder, weights: LossWeights = LossWeights()):
+        super().__init__()
+        self.encoder = encoder
+        self.weights = weights
+        self.layers = tuple(dict.fromkeys(weights.content_layers + weights.style_layers))
+
+    @torch.no_grad()
+    def style_targets(self, style: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Gram matrices of one style image (1,3,H,W); computed once per style and reused."""
+        feats = self.encoder(style, self.weights.style_layers)
+        return {name: gram(f) for name, f in feats.items()}
+
+    @torch.no_grad()
+    def content_targets(self, content: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.encoder(content, self.weights.content_layers)
+
+    def forward(self, output: torch.Tensor, content: torch.Tensor | dict,
+                style_targets: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``content`` is the photo batch or its precomputed ``content_targets``."""
+        content_feats = content if isinstance(content, dict) else self.content_targets(content)
+        feats = self.encoder(output, self.layers)
+        w = self.weights
+        terms: dict[str, torch.Tensor] = {}
+        content_loss = sum(relative_error(feats[n], content_feats[n]) for n in w.content_layers)
+        terms["content"] = content_loss / len(w.content_layers)
+        for name in w.style_layers:
+            target = style_targets[name].expand(output.shape[0], -1, -1)
+            terms[f"style/{name}"] = relative_error(gram(feats[name]), target)
+        terms["style"] = sum(terms[f"style/{n}"] for n in w.style_layers) / len(w.style_layers)
+        terms["tv"] = total_variation(output)
+        terms["total"] = w.content * terms["content"] + w.style * terms["style"] + w.tv * terms["tv"]
+        return terms

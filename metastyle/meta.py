@@ -1,0 +1,126 @@
+"""MAML / first-order MAML / Meta-SGD as plain functions over ``torch.func.functional_call``.
+
+Why not learn2learn: it does not build on Python 3.11 (``longintrepr.h``, upstream issue #413)
+and drags in gym and gsutil; torch.func gives the same meta-gradients and is maintained.
+
+The one inner-loop formula covers every variant:
+    theta' = theta - rate * g,  g = clip(d L_support / d theta)
+second-order keeps g in the graph (``create_graph``); first-order detaches it, which still lets
+the outer loss reach the Meta-SGD rates through ``rate * g``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+# (params) -> scalar loss; built by the caller around a batch and a style's targets
+LossOf = Callable[[dict[str, torch.Tensor]], torch.Tensor]
+
+
+def clip_by_norm(grads: list[torch.Tensor], max_norm: float) -> list[torch.Tensor]:
+    """Scale a gradient list so its global norm is at most ``max_norm`` (0 = no clipping)."""
+    if max_norm <= 0:
+        return grads
+    norm = torch.sqrt(sum(g.pow(2).sum() for g in grads))
+    scale = torch.clamp(max_norm / (norm + 1e-12), max=1.0)
+    return [g * scale for g in grads]
+
+
+def inner_loop(params: dict[str, torch.Tensor], adapt_names: list[str], loss_of: LossOf,
+               steps: int, rates: dict[str, torch.Tensor], first_order: bool,
+               grad_clip: float = 0.0) -> tuple[dict[str, torch.Tensor], list[float]]:
+    """K SGD steps on ``adapt_names`` with per-tensor ``rates``; returns fast weights + losses.
+
+    ``params`` may require grad (meta-training) or not (plain adaptation); untouched tensors
+    are passed through unchanged, so the outer gradient reaches them directly.
+    """
+    fast = dict(params)
+    for name in adapt_names:  # plain adaptation: make leaves we can differentiate against
+        if not fast[name].requires_grad:
+            fast[name] = fast[name].detach().requires_grad_()
+    losses = []
+    for _ in range(steps):
+        with torch.enable_grad():
+            loss = loss_of(fast)
+            inputs = [fast[n] for n in adapt_names]
+            grads = torch.autograd.grad(loss, inputs, create_graph=not first_order)
+        if first_order:
+            grads = [g.detach() for g in grads]
+        grads = clip_by_norm(list(grads), grad_clip)
+        for name, grad in zip(adapt_names, grads):
+            fast[name] = fast[name] - rates[name] * grad
+        losses.append(loss.item())
+    return fast, losses
+
+
+def model_loss(model: nn.Module, loss_fn: Callable, batch: torch.Tensor,
+               style_targets: dict) -> Callable[[dict], dict]:
+    """Perceptual-loss terms of ``model`` run with the given weights on ``batch``."""
+    content = loss_fn.content_targets(batch)
+
+    def terms(params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return loss_fn(functional_call(model, params, (batch,)), content, style_targets)
+
+    return terms
+
+
+class MetaLearner(nn.Module):
+    """The meta-trained state: generator init plus (for Meta-SGD) log inner rates per tensor."""
+
+    def __init__(self, model: nn.Module, adapt_names: list[str], inner_lr: float, meta_sgd: bool):
+        super().__init__()
+        self.model = model
+        self.adapt_names = adapt_names
+        self.log_rates = nn.ParameterDict()
+        self.fixed_rate = inner_lr
+        if meta_sgd:
+            for name in adapt_names:
+                self.log_rates[name.replace(".", "/")] = nn.Parameter(
+                    torch.tensor(float(inner_lr)).log())
+
+    def rates(self) -> dict[str, torch.Tensor]:
+        if not self.log_rates:
+            return {n: torch.tensor(self.fixed_rate) for n in self.adapt_names}
+        return {n: self.log_rates[n.replace(".", "/")].exp() for n in self.adapt_names}
+
+
+def meta_loss(learner: MetaLearner, loss_fn, episodes, inner_steps: int, first_order: bool,
+              inner_grad_clip: float) -> tuple[torch.Tensor, dict[str, float]]:
+    """Mean query loss after adaptation over a meta-batch of episodes (differentiable)."""
+    params = dict(learner.model.named_parameters())
+    rates = learner.rates()
+    total, stats = 0.0, {"support_before": 0.0, "query_after": 0.0, "query_style": 0.0,
+                         "query_content": 0.0}
+    for ep in episodes:
+        targets = loss_fn.style_targets(ep.style)
+        support = model_loss(learner.model, loss_fn, ep.support, targets)
+        fast, inner = inner_loop(params, learner.adapt_names, lambda p: support(p)["total"],
+                                 inner_steps, rates, first_order, inner_grad_clip)
+        terms = model_loss(learner.model, loss_fn, ep.query, targets)(fast)
+        total = total + terms["total"]
+        stats["support_before"] += inner[0] if inner else float("nan")
+        stats["query_after"] += terms["total"].item()
+        stats["query_style"] += terms["style"].item()
+        stats["query_content"] += terms["content"].item()
+    n = len(episodes)
+    return total / n, {k: v / n for k, v in stats.items()}
+
+
+def meta_step(learner: MetaLearner, optimizer: torch.optim.Optimizer, loss_fn, episodes,
+              inner_steps: int, first_order: bool, inner_grad_clip: float,
+              grad_clip: float) -> dict[str, float]:
+    """One outer update of the init (and rates); returns logged statistics."""
+    optimizer.zero_grad(set_to_none=True)
+    loss, stats = meta_loss(learner, loss_fn, episodes, inner_steps, first_order, inner_grad_clip)
+    if not torch.isfinite(loss):
+        return {**stats, "loss": float("nan"), "grad_norm": float("nan")}
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(learner.parameters(), grad_clip or float("inf"))
+    optimizer.step()
+    rates = [r.item() for r in learner.rates().values()]
+    return {**stats, "loss": loss.item(), "grad_norm": grad_norm.item(),
+            "rate_mean": sum(rates) / len(rates)}

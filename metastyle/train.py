@@ -1,0 +1,221 @@
+"""The meta-training loop: episodes -> meta-steps, logging, held-out checks, atomic checkpoints.
+
+A run folder holds ``config.json``, ``environment.json``, ``metrics.jsonl``, ``samples/`` and
+``checkpoint.safetensors``. The checkpoint carries the init, the Meta-SGD rates, Adam's state,
+the episode RNG and the loss statistics, so a run killed at any moment resumes as if never stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from . import checkpoint
+from .adapt import adapt, cycle_batches, evaluate_terms, loss_weights
+from .config import Config, config_from_dict, config_to_dict
+from .corpus import EpisodeSampler, image_paths, random_crops
+from .encoders import load_encoder
+from .errors import UserError
+from .generator import Generator, adapt_parameter_names
+from .images import save_image
+from .losses import PerceptualLoss
+from .meta import MetaLearner, meta_step
+from .progress import StepBar
+from .runtime import environment, seeded_generator, set_threads, write_json
+from .tracking import Tracker
+
+CHECKPOINT = "checkpoint.safetensors"
+
+
+class TrainingDiverged(RuntimeError):
+    """The meta-loss went non-finite or grew far past its best; the last checkpoint is kept."""
+
+
+def build_loss(config: Config) -> PerceptualLoss:
+    return PerceptualLoss(load_encoder(config.loss.encoder, seed=config.train.seed),
+                          loss_weights(config.loss))
+
+
+def loss_meta(config: Config, loss_fn: PerceptualLoss) -> dict:
+    """What every model file records about the loss it was trained with."""
+    return {"encoder": loss_fn.encoder.name, "encoder_sha256": loss_fn.encoder.weights_sha256,
+            "loss": config_to_dict(config)["loss"]}
+
+
+@dataclass
+class HeldOutCheck:
+    """Fixed held-out styles and crops: the same yardstick at every check of a run."""
+
+    styles: list[torch.Tensor]
+    support: torch.Tensor
+    query: torch.Tensor
+
+    @classmethod
+    def build(cls, config: Config, sampler: EpisodeSampler) -> "HeldOutCheck | None":
+        if config.data.eval_styles <= 0:
+            return None
+        styles = image_paths(config.data, "style", "heldout")
+        contents = image_paths(config.data, "content", "heldout")
+        stride = max(1, len(styles) // config.data.eval_styles)
+        chosen = styles[::stride][:config.data.eval_styles]
+        gen = seeded_generator(config.train.seed + 1)
+        support, used = random_crops(contents, config.adapt.batch * 2, config.data.crop, gen)
+        query, _ = random_crops(contents, 4, config.data.crop, gen, exclude=used)
+        return cls([sampler.load_style(p) for p in chosen], support, query)
+
+    def run(self, model, loss_fn, config: Config) -> tuple[dict, torch.Tensor]:
+        """Adapt to each style for ``adapt.steps``; mean query loss before/after + a sample row."""
+        a = config.adapt
+        before = after = 0.0
+        outputs = []
+        for style in self.styles:
+            targets = loss_fn.style_targets(style)
+            before += evaluate_terms(model, loss_fn, targets, self.query)["total"]
+            adapted = adapt(model, loss_fn, targets, cycle_batches(self.support, a.batch),
+                            a.steps, a.lr, a.subset).model
+            after += evaluate_terms(adapted, loss_fn, targets, self.query)["total"]
+            with torch.no_grad():
+                outputs.append(adapted(self.query[:2]))
+        n = len(self.styles)
+        return {"heldout_k0": before / n, f"heldout_k{a.steps}": after / n}, torch.cat(outputs)
+
+
+class RunState:
+    """Everything a checkpoint must restore."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        torch.manual_seed(config.train.seed)  # only parameter init draws from the global RNG
+        model = Generator(config.generator)
+        m = config.meta
+        self.learner = MetaLearner(model, adapt_parameter_names(model, m.subset), m.inner_lr,
+                                   m.meta_sgd)
+        self.optimizer = torch.optim.Adam(self.learner.parameters(), lr=m.meta_lr)
+        self.episodes = seeded_generator(config.train.seed)
+        self.step = 0
+        self.loss_ema: float | None = None
+        self.best_ema = math.inf
+
+    def save(self, path: Path, extra_meta: dict) -> None:
+        tensors = {f"model/{k}": v for k, v in self.learner.model.state_dict().items()}
+        tensors.update({f"extra/log_rate/{k}": v for k, v in self.learner.log_rates.items()})
+        optim_tensors, optim_info = checkpoint.flatten_optimizer(self.optimizer.state_dict())
+        tensors.update(optim_tensors)
+        tensors["rng/episodes"] = self.episodes.get_state()
+        checkpoint.write(path, tensors, {
+            "kind": "training", "step": self.step, "config": config_to_dict(self.config),
+            "generator": self.config.generator.to_dict(), "optimizer": optim_info,
+            "loss_ema": self.loss_ema, "best_ema": self.best_ema, **extra_meta})
+
+    @classmethod
+    def load(cls, path: Path) -> "RunState":
+        tensors, meta = checkpoint.read(path)
+        state = cls(config_from_dict(meta["config"]))
+        state.learner.model.load_state_dict(
+            {k.removeprefix("model/"): v for k, v in tensors.items() if k.startswith("model/")})
+        for key, value in tensors.items():
+            if key.startswith("extra/log_rate/"):
+                state.learner.log_rates[key.removeprefix("extra/log_rate/")].data.copy_(value)
+        state.optimizer.load_state_dict(checkpoint.unflatten_optimizer(tensors, meta["optimizer"]))
+        state.episodes.set_state(tensors["rng/episodes"])
+        state.step, state.loss_ema, state.best_ema = meta["step"], meta["loss_ema"], meta["best_ema"]
+        return state
+
+    def check_divergence(self, loss: float) -> None:
+        """Guard on growth as well as NaN: second-order MAML can climb 5 -> 1500 with no NaN."""
+        if not math.isfinite(loss):
+            raise TrainingDiverged(f"meta-loss became non-finite at step {self.step}")
+        self.loss_ema = loss if self.loss_ema is None else 0.95 * self.loss_ema + 0.05 * loss
+        if self.step >= 20:
+            self.best_ema = min(self.best_ema, self.loss_ema)
+            if self.loss_ema > self.config.meta.divergence_factor * self.best_ema:
+                raise TrainingDiverged(f"meta-loss EMA {self.loss_ema:.3g} at step {self.step} "
+                                       f"is over {self.config.meta.divergence_factor}x its best "
+                                       f"{self.best_ema:.3g}")
+
+
+def export_init(run_dir: Path, out: Path) -> None:
+    """Turn a run's checkpoint into a generator file (the shippable meta-init)."""
+    tensors, meta = checkpoint.read(run_dir / CHECKPOINT)
+    model = Generator(config_from_dict(meta["config"]).generator)
+    model.load_state_dict({k.removeprefix("model/"): v for k, v in tensors.items()
+                           if k.startswith("model/")})
+    provenance = {k: meta[k] for k in ("step", "config", "encoder", "encoder_sha256", "loss",
+                                       "wall_seconds") if k in meta}
+    checkpoint.save_generator(out, model, {**provenance, "trained_by": "meta-train",
+                                           "adapt_subset": meta["config"]["meta"]["subset"]})
+
+
+def meta_train(config: Config, run_dir: Path, resume: bool = False, progress: bool = True) -> Path:
+    """Run (or resume) meta-training into ``run_dir``; returns the checkpoint path."""
+    run_dir = Path(run_dir)
+    ckpt = run_dir / CHECKPOINT
+    if resume:
+        if not ckpt.exists():
+            raise UserError(f"{ckpt}: nothing to resume")
+        state = RunState.load(ckpt)
+        state.config = config = _resumable(state.config, config)
+    else:
+        if ckpt.exists():
+            raise UserError(f"{run_dir}: run folder already has a checkpoint; use --resume")
+        state = RunState(config)
+    set_threads(config.train.threads)
+    (run_dir / "samples").mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / "config.json", config_to_dict(config))
+    write_json(run_dir / "environment.json", environment())
+    loss_fn = build_loss(config)
+    sampler = EpisodeSampler(image_paths(config.data, "style", "train"),
+                             image_paths(config.data, "content", "train"), config.data)
+    check = HeldOutCheck.build(config, sampler)
+    tracker = Tracker(run_dir, config.train.wandb, config_to_dict(config))
+    tracker.jsonl.truncate_after(state.step)
+    meta_info = loss_meta(config, loss_fn)
+    t = config.train
+    wall = _previous_wall(ckpt) if resume else 0.0
+    start = time.perf_counter() - wall
+    bar = StepBar("meta-train", t.steps, state.step, enabled=progress)
+    try:
+        while state.step < t.steps:
+            m = config.meta
+            episodes = [sampler.sample(state.episodes, m.support, m.query)
+                        for _ in range(m.meta_batch)]
+            step_start = time.perf_counter()
+            stats = meta_step(state.learner, state.optimizer, loss_fn, episodes, m.inner_steps,
+                              m.first_order, m.inner_grad_clip, m.grad_clip)
+            state.step += 1
+            state.check_divergence(stats["loss"])
+            record = {"step": state.step, **stats,
+                      "seconds_per_step": time.perf_counter() - step_start}
+            if check and state.step % t.eval_every == 0:
+                scores, samples = check.run(state.learner.model, loss_fn, config)
+                record.update(scores)
+                if state.step % t.sample_every == 0:
+                    save_image(torch.cat(list(samples), dim=-1),
+                               run_dir / "samples" / f"step{state.step:06d}.jpg")
+            if state.step % t.log_every == 0 or "heldout_k0" in record:
+                tracker.log(record)
+            if state.step % t.checkpoint_every == 0 or state.step == t.steps:
+                state.save(ckpt, {**meta_info, "wall_seconds": time.perf_counter() - start})
+            bar.update(state.step, stats["loss"])
+    finally:
+        bar.close()
+        tracker.close()
+    return ckpt
+
+
+def _resumable(saved: Config, requested: Config) -> Config:
+    """On resume only the [train] section (step budget, cadence) may differ from the run's."""
+    old, new = config_to_dict(saved), config_to_dict(requested)
+    changed = [k for k in old if k != "train" and old[k] != new[k]]
+    if changed:
+        raise UserError(f"--resume: config section(s) {changed} differ from the run's; "
+                        "only [train] may change")
+    return requested
+
+
+def _previous_wall(ckpt: Path) -> float:
+    return checkpoint.read(ckpt)[1].get("wall_seconds", 0.0)

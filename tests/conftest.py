@@ -1,0 +1,56 @@
+"""Shared fixtures: tiny synthetic images, a tiny manifest corpus, the seeded random encoder."""
+
+import os
+
+os.environ.setdefault("WANDB_MODE", "disabled")
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+torch.set_num_threads(1)  # the suite shares 2 cores; spinning threads slow everything
+
+
+def _noise_image(path, seed, size=(48, 40)):
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, (size[1] // 8 + 1, size[0] // 8 + 1, 3), dtype=np.uint8)
+    img = Image.fromarray(base).resize(size, Image.BILINEAR)
+    img.save(path)
+    return path
+
+
+@pytest.fixture
+def tiny_corpus(tmp_path):
+    """A manifest with 4 train / 2 heldout styles and 6 train / 6 heldout photos (48x40 px)."""
+    rows = ["file\tkind\tsplit"]
+    for kind, n_train, n_held in (("style", 4, 2), ("content", 6, 6)):
+        (tmp_path / kind).mkdir()
+        for i in range(n_train + n_held):
+            split = "train" if i < n_train else "heldout"
+            name = f"{kind}/{kind}{i}.png"
+            _noise_image(tmp_path / name, seed=hash((kind, i)) % 1000)
+            rows.append(f"{name}\t{kind}\t{split}")
+    (tmp_path / "manifest.tsv").write_text("\n".join(rows) + "\n")
+    return tmp_path
+
+
+@pytest.fixture
+def photo(tmp_path):
+    return _noise_image(tmp_path / "photo.png", seed=7, size=(40, 32))
+
+
+@pytest.fixture(scope="session")
+def random_loss():
+    from metastyle.encoders import load_encoder
+    from metastyle.losses import PerceptualLoss
+
+    return PerceptualLoss(load_encoder("random", seed=0))
+
+
+def tiny_config_overrides(corpus) -> list[str]:
+    """A config small enough for a test: tiny generator, 16 px crops, random encoder."""
+    return [f'data.manifest="{corpus / "manifest.tsv"}"', "data.crop=16", "data.style_size=32",
+            "data.eval_styles=1", "generator.width=4", "generator.res_blocks=1",
+            'loss.encoder="random"', "adapt.steps=2", "adapt.batch=1", "train.log_every=1",
+            "train.eval_every=2", "train.sample_every=2", "train.checkpoint_every=2"]

@@ -1,0 +1,126 @@
+"""End-to-end CLI runs on tiny images with the random encoder, and every bad-input kind."""
+
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from metastyle import checkpoint
+from metastyle.cli import app
+from metastyle.generator import Generator, GeneratorConfig
+
+runner = CliRunner()
+LOSS = {"encoder": "random", "content_weight": 1.0, "style_weight": 5.0, "tv_weight": 0.1,
+        "content_layers": ["relu2_2"], "style_layers": ["relu1_2", "relu2_2"]}
+
+
+@pytest.fixture
+def base_model(tmp_path):
+    torch.manual_seed(0)
+    path = tmp_path / "base.safetensors"
+    checkpoint.save_generator(path, Generator(GeneratorConfig(width=4, res_blocks=1)), {
+        "loss": LOSS, "adapt_subset": "norm",
+        "config": {"data": {"crop": 16, "style_size": 32}}})
+    return path
+
+
+@pytest.fixture
+def content_dir(tiny_corpus):
+    return tiny_corpus / "content"
+
+
+def _ok(result):
+    assert result.exit_code == 0, result.stderr + result.stdout
+    return result
+
+
+def test_adapt_writes_a_small_delta_and_a_preview_then_stylize_uses_it(base_model, content_dir,
+                                                                       tiny_corpus, tmp_path):
+    out = tmp_path / "out" / "s.safetensors"
+    result = _ok(runner.invoke(app, ["adapt", str(tiny_corpus / "style/style0.png"), "--base",
+                                     str(base_model), "--content", str(content_dir), "-k", "3",
+                                     "-o", str(out), "--no-progress"]))
+    assert "3 steps in" in result.stdout and " s," in result.stdout
+    assert out.stat().st_size < 16 * 1024
+    assert (tmp_path / "out" / "s_preview.jpg").is_file()
+    _, meta = checkpoint.read(out)
+    assert meta["kind"] == "delta" and meta["steps"] == 3 and meta["style_sha256"]
+    _ok(runner.invoke(app, ["stylize", str(out), str(content_dir / "content0.png"), "-o",
+                            str(tmp_path / "styled")]))
+    written = list((tmp_path / "styled").glob("*.jpg"))
+    assert len(written) == 1 and Image.open(written[0]).size == (48, 40)
+
+
+def test_train_style_and_optimize(tiny_corpus, content_dir, tmp_path):
+    model = tmp_path / "per_style.safetensors"
+    result = _ok(runner.invoke(app, [
+        "train-style", str(tiny_corpus / "style/style1.png"), "--content", str(content_dir),
+        "--steps", "3", "-o", str(model), "--batch", "2", "--no-progress",
+        "--set", 'loss.encoder="random"', "--set", "generator.width=4",
+        "--set", "generator.res_blocks=1", "--set", "data.crop=16"]))
+    assert "s/step" in result.stdout
+    assert checkpoint.read(model)[1]["trained_by"] == "metastyle train-style"
+    out = tmp_path / "gatys.png"
+    result = _ok(runner.invoke(app, [
+        "optimize", str(content_dir / "content0.png"), str(tiny_corpus / "style/style1.png"),
+        "-o", str(out), "--size", "32", "--steps", "5", "--encoder", "random", "--no-progress"]))
+    first, last = (float(x) for x in result.stdout.split("loss ")[1].split(" in")[0].split(" -> "))
+    assert last < first
+    assert Image.open(out).size == (32, 27)
+
+
+def _bad_images(tmp_path, photo):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "empty.png").write_bytes(b"")
+    (bad / "text.png").write_text("not an image at all")
+    data = photo.read_bytes()
+    (bad / "truncated.png").write_bytes(data[: len(data) // 2])
+    Image.new("RGB", (8, 8)).save(bad / "tiny.png")
+    return {"missing": (bad / "missing.png", "not found"), "empty": (bad / "empty.png", "empty"),
+            "not an image": (bad / "text.png", "not an image"),
+            "truncated": (bad / "truncated.png", "truncated"),
+            "too small": (bad / "tiny.png", "too small"), "too large": (photo, "too large")}
+
+
+@pytest.mark.parametrize("kind", ["missing", "empty", "not an image", "truncated", "too small",
+                                  "too large"])
+def test_bad_input_gives_one_line_exit_2_and_no_output(kind, tmp_path, photo, base_model):
+    path, phrase = _bad_images(tmp_path, photo)[kind]
+    limit = ["--max-pixels", "100"] if kind == "too large" else []
+    out = tmp_path / "result.jpg"
+    result = runner.invoke(app, ["optimize", str(path), str(photo), "-o", str(out), "--steps", "1",
+                                 "--encoder", "random", "--no-progress", *limit])
+    assert result.exit_code == 2
+    assert phrase in result.stderr and path.name in result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert not out.exists() and not list(tmp_path.glob(".result*"))
+    styled = tmp_path / "styled"
+    result = runner.invoke(app, ["stylize", str(base_model), str(path), "-o", str(styled), *limit])
+    assert result.exit_code == 2 and phrase in result.stderr
+    assert not styled.exists() or not list(styled.iterdir())
+
+
+def test_bad_model_file_and_bad_config_key_exit_2(tmp_path, photo):
+    fake = tmp_path / "fake.safetensors"
+    fake.write_bytes(b"\x00" * 64)
+    result = runner.invoke(app, ["stylize", str(fake), str(photo)])
+    assert result.exit_code == 2 and "not a metastyle model" in result.stderr
+    config = tmp_path / "c.toml"
+    config.write_text("[meta]\ninner_steps = 1\n")
+    result = runner.invoke(app, ["meta-train", str(config), "--set", "meta.inner_stpes=2",
+                                 "--run-dir", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "meta.inner_stpes" in result.stderr
+
+
+def test_debug_flag_shows_the_traceback(tmp_path):
+    result = runner.invoke(app, ["--debug", "stylize", str(tmp_path / "nope.safetensors"),
+                                 str(tmp_path / "x.png")])
+    assert result.exit_code != 0 and result.exception is not None
+
+
+def test_every_command_has_help_with_an_example():
+    for command in ("adapt", "stylize", "meta-train", "optimize", "train-style", "fetch-weights",
+                    "export-init"):
+        result = _ok(runner.invoke(app, [command, "--help"]))
+        assert "Example" in result.stdout, command

@@ -1,0 +1,103 @@
+"""Meta-training runs: logging, checkpoints, exact resume after SIGKILL, divergence guard."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import tiny_config_overrides
+from metastyle import checkpoint
+from metastyle.config import load_config
+from metastyle.errors import UserError
+from metastyle.train import CHECKPOINT, RunState, TrainingDiverged, export_init, meta_train
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _records(run_dir):
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k != "seconds_per_step"}
+            for line in lines]
+
+
+def _cli(run_dir, corpus, steps, *extra):
+    args = [sys.executable, "-m", "metastyle.cli", "meta-train", str(REPO / "experiments/cpu.toml"),
+            "--run-dir", str(run_dir), "--no-progress", "--wandb", "disabled",
+            "--set", f"train.steps={steps}", "--set", "train.threads=1", *extra]
+    for override in tiny_config_overrides(corpus):
+        args += ["--set", override]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen(args, env=env, cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _checkpoint_step(run_dir):
+    try:
+        return checkpoint.read(run_dir / CHECKPOINT)[1]["step"]
+    except (UserError, KeyError):
+        return 0
+
+
+def test_sigkilled_run_resumes_exactly_as_if_never_stopped(tiny_corpus, tmp_path):
+    steps = 8
+    straight = _cli(tmp_path / "straight", tiny_corpus, steps)
+    assert straight.wait(timeout=240) == 0, straight.stderr.read()
+
+    killed_dir = tmp_path / "killed"
+    victim = _cli(killed_dir, tiny_corpus, steps)
+    deadline = time.time() + 240
+    while _checkpoint_step(killed_dir) < 4 and victim.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert 4 <= _checkpoint_step(killed_dir) < steps, "the kill must land mid-run"
+    resumed = _cli(killed_dir, tiny_corpus, steps, "--resume")
+    assert resumed.wait(timeout=240) == 0, resumed.stderr.read()
+
+    assert _records(killed_dir) == _records(tmp_path / "straight")
+    assert [r["step"] for r in _records(killed_dir)] == list(range(1, steps + 1))
+    assert any("heldout_k0" in r for r in _records(killed_dir))
+
+
+def test_run_folder_contents_and_exported_init(tiny_corpus, tmp_path):
+    config = load_config(None, tiny_config_overrides(tiny_corpus) + ["train.steps=2"])
+    run_dir = tmp_path / "run"
+    meta_train(config, run_dir, progress=False)
+    for name in ("config.json", "environment.json", "metrics.jsonl", CHECKPOINT):
+        assert (run_dir / name).is_file(), name
+    assert list((run_dir / "samples").glob("step*.jpg"))
+    export_init(run_dir, tmp_path / "init.safetensors")
+    model, meta = checkpoint.load_generator(tmp_path / "init.safetensors")
+    assert meta["kind"] == "generator" and meta["step"] == 2
+    assert meta["adapt_subset"] == "norm" and meta["encoder"] == "random"
+    state = RunState.load(run_dir / CHECKPOINT)
+    for name, tensor in model.state_dict().items():
+        assert (tensor == state.learner.model.state_dict()[name]).all()
+
+
+def test_refuses_to_overwrite_a_run_or_resume_with_another_recipe(tiny_corpus, tmp_path):
+    overrides = tiny_config_overrides(tiny_corpus) + ["train.steps=2"]
+    meta_train(load_config(None, overrides), tmp_path, progress=False)
+    with pytest.raises(UserError, match="--resume"):
+        meta_train(load_config(None, overrides), tmp_path, progress=False)
+    with pytest.raises(UserError, match="meta"):
+        meta_train(load_config(None, overrides + ["meta.inner_lr=0.5"]), tmp_path, resume=True,
+                   progress=False)
+
+
+def test_divergence_guard_trips_on_growth_without_nan():
+    state = RunState(load_config(None, ["generator.width=4", "generator.res_blocks=1"]))
+    for step in range(1, 40):
+        state.step = step
+        state.check_divergence(1.0)
+    state.step = 40
+    with pytest.raises(TrainingDiverged, match="EMA"):
+        for _ in range(200):
+            state.check_divergence(1000.0)
+    with pytest.raises(TrainingDiverged, match="non-finite"):
+        state.check_divergence(float("nan"))
