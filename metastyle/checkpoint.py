@@ -98,6 +98,9 @@ def save_generator(path: str | Path, model, meta: dict) -> None:
 def save_delta(path: str | Path, model, base_path: str | Path, names: list[str], meta: dict):
     """Only ``names`` are stored; loading re-applies them to the base found at ``base_path``."""
     base_weights, base_meta = read(base_path)
+    if base_meta.get("kind") != "generator":
+        raise UserError(f"{base_path}: a delta needs a generator file as its base, not a "
+                        f"{base_meta.get('kind')!r} file (use `metastyle export-init` first)")
     weights = model.state_dict()
     write(path, {n: weights[n] for n in names},
           {"kind": "delta", "generator": model.config.to_dict(),
@@ -105,13 +108,20 @@ def save_delta(path: str | Path, model, base_path: str | Path, names: list[str],
            "base_path": "shipped" if Path(base_path) == SHIPPED_INIT else str(base_path), **meta})
 
 
-def _resolve_base(path: Path, meta: dict) -> dict[str, torch.Tensor]:
+def delta_base_file(path: str | Path, meta: dict) -> Path:
+    """The base model file the delta at ``path`` (with metadata ``meta``) applies to."""
+    path = Path(path)
     hint = meta.get("base_path", "shipped")
     base_file = SHIPPED_INIT if hint == "shipped" else Path(hint)
     if not base_file.is_absolute() and not base_file.exists():
         base_file = path.parent / base_file
     if not base_file.is_file():
         raise UserError(f"{path}: its base model {base_file} is missing")
+    return base_file
+
+
+def _resolve_base(path: Path, meta: dict) -> dict[str, torch.Tensor]:
+    base_file = delta_base_file(path, meta)
     weights, _ = read(base_file)
     if weights_hash(weights) != meta["base_hash"]:
         raise UserError(f"{path}: base model {base_file} has changed (hash mismatch)")

@@ -167,7 +167,8 @@ def test_wrong_format_version_is_user_error(model, tmp_path):
 
 def test_weights_that_do_not_fit_the_config_are_user_error(model, tmp_path):
     path = tmp_path / "mismatch.safetensors"
-    write(path, model.state_dict(), {"kind": "generator", "generator": {"width": 8, "res_blocks": 1}})
+    write(path, model.state_dict(),
+          {"kind": "generator", "generator": {"width": 8, "res_blocks": 1}})
     with pytest.raises(UserError, match="do not match"):
         load_generator(path)
 

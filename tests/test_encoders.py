@@ -51,7 +51,7 @@ def test_vgg19_layer_names_match_torchvision_indices():
 
 @pytest.fixture(scope="module")
 def random_encoders():
-    return load_encoder("random", seed=0), load_encoder("random", seed=0), load_encoder("random", seed=1)
+    return tuple(load_encoder("random", seed=seed) for seed in (0, 0, 1))
 
 
 def test_random_encoder_is_seeded(random_encoders):
@@ -172,11 +172,17 @@ def _scene():
     return image, rect_edge, disc_edge, flat
 
 
-def test_hed_rebuilt_from_converted_weights_detects_edges(hed_arrays):
+@pytest.fixture(scope="module")
+def hed_scene(hed_arrays):
+    """The scene, its masks, and HED's edge map of it with the module's conversion."""
+    image, rect_edge, disc_edge, flat = _scene()
+    return image, rect_edge, disc_edge, flat, hed_edges(hed_arrays, image)
+
+
+def test_hed_rebuilt_from_converted_weights_detects_edges(hed_scene):
     """If the conversion is right, the torch rebuild of HED is a working edge detector (measured:
     boundary ~0.84, flat ~0.09); a broken backbone mapping gives a flat ~0.45 map."""
-    image, rect_edge, disc_edge, flat = _scene()
-    edges = hed_edges(hed_arrays, image)
+    image, rect_edge, disc_edge, flat, edges = hed_scene
     assert edges.shape == (96, 96)
     rect, disc, background = edges[rect_edge].mean(), edges[disc_edge].mean(), edges[flat].mean()
     assert rect > 0.6 and disc > 0.6, (rect, disc)
@@ -184,10 +190,10 @@ def test_hed_rebuilt_from_converted_weights_detects_edges(hed_arrays):
     assert rect / background > 5 and disc / background > 5, (rect, disc, background)
 
 
-def test_hed_with_wrong_kernel_layout_loses_edges(hed_arrays):
+def test_hed_with_wrong_kernel_layout_loses_edges(hed_arrays, hed_scene):
     """The naive ``reshape`` of HWIO into OIHW (no permute) scrambles every kernel: the
     boundary/flat contrast collapses (measured 9.3 -> 1.0)."""
-    image, rect_edge, _, flat = _scene()
+    image, rect_edge, _, flat, edges = hed_scene
 
     def ratio(edges):
         return (edges[rect_edge].mean() / edges[flat].mean()).item()
@@ -196,20 +202,20 @@ def test_hed_with_wrong_kernel_layout_loses_edges(hed_arrays):
         h, w, i, o = kernel.shape
         return kernel.reshape(o, i, h, w).contiguous()
 
-    right = ratio(hed_edges(hed_arrays, image))
+    right = ratio(edges)
     wrong = ratio(hed_edges(hed_arrays, image, convert=naive))
     assert wrong < 2.0 and wrong < right / 3, (right, wrong)
 
 
-def test_spatially_transposed_kernels_are_hed_on_the_transposed_image(hed_arrays):
-    """permute(3,2,1,0) (H and W swapped in every kernel) is not detectable by edge quality: it is
-    exactly HED applied to the transposed image. So only the element-level layout test above
-    pins H vs W (harmless for Gram/content losses, which is why it must be checked directly)."""
-    image = _scene()[0]
+def test_spatially_transposed_kernels_are_hed_on_the_transposed_image(hed_arrays, hed_scene):
+    """permute(3,2,1,0) (H and W swapped in every kernel) is exactly HED run on the transposed
+    image, so no edge-quality test can catch it (nor would it change Gram/content losses); the
+    element-level ``keras_conv_to_torch`` test above is what pins H vs W."""
+    image, edges = hed_scene[0], hed_scene[-1]
     transposed = hed_edges(hed_arrays, image, convert=lambda k: k.permute(3, 2, 1, 0))
     reference = hed_edges(hed_arrays, image.transpose(-1, -2)).T
     assert torch.allclose(transposed, reference, atol=1e-4)
-    assert not torch.allclose(transposed, hed_edges(hed_arrays, image), atol=1e-3)
+    assert not torch.allclose(transposed, edges, atol=1e-3)  # the scene is not symmetric
 
 
 def test_cached_vgg16_hed_weights_match_the_h5(hed_arrays):
