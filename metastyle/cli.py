@@ -73,6 +73,53 @@ def meta_train_cmd(
     typer.echo(f"checkpoint: {ckpt}")
 
 
+@app.command("train-joint")
+@user_errors
+def train_joint_cmd(
+    config: Path = typer.Argument(..., help="The meta-training config to match."),
+    set_: List[str] = typer.Option([], "--set", help="Override a key, e.g. train.steps=500"),
+    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Run folder "
+                                           "(default experiments/runs/<config name>-joint)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+):
+    """Train a joint multi-style init: the meta-training run without an inner loop.
+
+    Same data stream, crops per style, optimizer, steps and logging as `meta-train CONFIG`
+    (support + query crops all feed the plain loss), so it is the honest control for
+    "is meta-learning doing anything".
+
+    Example: metastyle train-joint experiments/cpu.toml
+    """
+    from .train import joint_overrides, meta_train
+
+    cfg = _load_config(config, list(set_))
+    cfg = _load_config(config, list(set_) + joint_overrides(cfg))
+    run_dir = run_dir or Path("experiments/runs") / f"{config.stem}-joint"
+    typer.echo(f"checkpoint: {meta_train(cfg, run_dir, resume=resume, progress=progress)}")
+
+
+@app.command("bench")
+@user_errors
+def bench_cmd(
+    config: Path = typer.Argument(..., help="Benchmark TOML (a diff over BenchConfig)."),
+    set_: List[str] = typer.Option([], "--set", help="Override a key, e.g. styles=4"),
+    output: Path = typer.Option(Path("experiments/results/bench"), "-o", "--output",
+                                help="Output folder (results.json, report.md, plots, grid)."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+):
+    """Benchmark the meta-init against joint, scratch, per-style and Gatys on held-out styles.
+
+    Example: metastyle bench experiments/bench-quick.toml -o experiments/results/quick
+    """
+    from .config import BenchConfig, load_config
+    from .evaluate import run_bench
+
+    cfg = load_config(config, list(set_), root=BenchConfig)
+    run_bench(cfg, output, progress=progress)
+    typer.echo(f"report: {output / 'report.md'}")
+
+
 @app.command("fetch-weights")
 @user_errors
 def fetch_weights_cmd():
@@ -198,18 +245,23 @@ def stylize_cmd(
     max_size: Optional[int] = typer.Option(None, help="Downscale so the long side is at most this."),
     tile: int = typer.Option(512, help="Tile size for large images (bounds memory)."),
     max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, help="Refuse larger input images."),
+    strength: float = typer.Option(1.0, help="0 = the base model's look, 1 = the full style."),
+    preserve_colour: bool = typer.Option(False, "--preserve-colour",
+                                         help="Keep the photo's colours (style luminance only)."),
 ):
     """Apply a model to photos of any size (large ones in blended tiles).
 
-    Example: metastyle stylize mosaic.safetensors photo.jpg holiday/ -o out/
+    Example: metastyle stylize mosaic.safetensors photo.jpg holiday/ -o out/ --strength 0.7
     """
-    from .checkpoint import load_generator
+    from .colour import keep_photo_colour
     from .stylize import stylize_files
+    from .stylizer import load_stylizer
 
-    generator, _ = load_generator(model)
+    generator = load_stylizer(model).generator(strength)
     tag = model.name.removesuffix(".safetensors")
     for path in stylize_files(generator, inputs, out_dir, tag, max_size, tile,
-                              max_pixels=max_pixels):
+                              max_pixels=max_pixels,
+                              transform=keep_photo_colour if preserve_colour else None):
         typer.echo(str(path))
 
 
@@ -229,6 +281,45 @@ def export_init_cmd(
     export_init(run_dir, output)
     typer.echo(f"{output}: {output.stat().st_size / 1e6:.2f} MB")
 
+
+@app.command("export")
+@user_errors
+def export_cmd(
+    model: Path = typer.Argument(..., help="Model file (adapted style or generator)."),
+    fmt: str = typer.Option(..., "--format", help="onnx | torchscript"),
+    output: Path = typer.Option(..., "-o", "--output", help="Output file (.onnx / .pt)."),
+    strength: float = typer.Option(1.0, help="0 = the base model's look, 1 = the full style."),
+):
+    """Export a model for apps: ONNX or TorchScript, any image size (float32 RGB in [0, 1]).
+
+    Example: metastyle export mosaic.safetensors --format onnx -o mosaic.onnx
+    """
+    from .export import export_file
+
+    export_file(model, output, fmt, strength)
+    typer.echo(f"{output}: {output.stat().st_size / 1e6:.2f} MB")
+
+
+@app.command("serve")
+@user_errors
+def serve_cmd(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+    data_dir: Path = typer.Option(Path("metastyle-styles"), "--data-dir",
+                                  help="Where adapted styles are kept (across restarts)."),
+    workers: int = typer.Option(1, help="Adaptations that run at the same time."),
+    queue: int = typer.Option(4, help="Adaptations that may wait; more get HTTP 429."),
+    steps: int = typer.Option(10, "--steps", "-k", help="Adaptation steps per style."),
+    base: Optional[Path] = typer.Option(None, "--base", help="Base model (default: shipped init)."),
+):
+    """Run the style-onboarding web app: upload a style, watch it learn, stylize photos.
+
+    Example: metastyle serve --port 8000 --data-dir my-styles
+    """
+    from .serve import run
+
+    run(data_dir, host=host, port=port, workers=workers, queue_size=queue, steps=steps,
+        base=base)
 
 def main() -> None:
     app(prog_name="metastyle")

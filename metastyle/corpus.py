@@ -61,6 +61,8 @@ def image_paths(data: DataConfig, kind: str, split: str) -> list[Path]:
 def random_crops(paths: list[Path], count: int, crop: int, gen: torch.Generator,
                  exclude: tuple[int, ...] = ()) -> tuple[torch.Tensor, tuple[int, ...]]:
     """``count`` crops from distinct images (not in ``exclude``): random scale, position, flip."""
+    if count == 0:
+        return torch.empty(0, 3, crop, crop), ()
     available = [i for i in range(len(paths)) if i not in set(exclude)]
     if len(available) < count:
         raise UserError(f"need {count} distinct content images, have {len(available)}")
@@ -89,6 +91,10 @@ class Episode:
     style: torch.Tensor  # (1,3,H,W), long side = style_size
     support: torch.Tensor  # (S,3,crop,crop)
     query: torch.Tensor  # (Q,3,crop,crop)
+
+    def to(self, device: torch.device) -> "Episode":
+        return Episode(self.style_path, self.style.to(device), self.support.to(device),
+                       self.query.to(device))
 
 
 class EpisodeSampler:

@@ -93,16 +93,20 @@ def meta_loss(learner: MetaLearner, loss_fn, episodes, inner_steps: int, first_o
     """Mean query loss after adaptation over a meta-batch of episodes (differentiable)."""
     params = dict(learner.model.named_parameters())
     rates = learner.rates()
-    total, stats = 0.0, {"support_before": 0.0, "query_after": 0.0, "query_style": 0.0,
-                         "query_content": 0.0}
+    total = 0.0
+    stats = dict.fromkeys(["support_before"] * bool(inner_steps) +
+                          ["query_after", "query_style", "query_content"], 0.0)
     for ep in episodes:
         targets = loss_fn.style_targets(ep.style)
-        support = model_loss(learner.model, loss_fn, ep.support, targets)
-        fast, inner = inner_loop(params, learner.adapt_names, lambda p: support(p)["total"],
-                                 inner_steps, rates, first_order, inner_grad_clip)
+        fast, inner = params, []  # inner_steps == 0: plain multi-style ("joint") training
+        if inner_steps:
+            support = model_loss(learner.model, loss_fn, ep.support, targets)
+            fast, inner = inner_loop(params, learner.adapt_names, lambda p: support(p)["total"],
+                                     inner_steps, rates, first_order, inner_grad_clip)
         terms = model_loss(learner.model, loss_fn, ep.query, targets)(fast)
         total = total + terms["total"]
-        stats["support_before"] += inner[0] if inner else float("nan")
+        if inner:
+            stats["support_before"] += inner[0]
         stats["query_after"] += terms["total"].item()
         stats["query_style"] += terms["style"].item()
         stats["query_content"] += terms["content"].item()

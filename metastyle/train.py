@@ -25,7 +25,7 @@ from .images import save_image
 from .losses import PerceptualLoss
 from .meta import MetaLearner, meta_step
 from .progress import StepBar
-from .runtime import environment, seeded_generator, set_threads, write_json
+from .runtime import choose_device, environment, seeded_generator, set_threads, write_json
 from .tracking import Tracker
 
 CHECKPOINT = "checkpoint.safetensors"
@@ -55,7 +55,8 @@ class HeldOutCheck:
     query: torch.Tensor
 
     @classmethod
-    def build(cls, config: Config, sampler: EpisodeSampler) -> "HeldOutCheck | None":
+    def build(cls, config: Config, sampler: EpisodeSampler,
+              device: torch.device) -> "HeldOutCheck | None":
         if config.data.eval_styles <= 0:
             return None
         styles = image_paths(config.data, "style", "heldout")
@@ -65,7 +66,8 @@ class HeldOutCheck:
         gen = seeded_generator(config.train.seed + 1)
         support, used = random_crops(contents, config.adapt.batch * 2, config.data.crop, gen)
         query, _ = random_crops(contents, 4, config.data.crop, gen, exclude=used)
-        return cls([sampler.load_style(p) for p in chosen], support, query)
+        return cls([sampler.load_style(p).to(device) for p in chosen], support.to(device),
+                   query.to(device))
 
     def run(self, model, loss_fn, config: Config) -> tuple[dict, torch.Tensor]:
         """Adapt to each style for ``adapt.steps``; mean query loss before/after + a sample row."""
@@ -138,6 +140,13 @@ class RunState:
                                        f"{self.best_ema:.3g}")
 
 
+def joint_overrides(config: Config) -> list[str]:
+    """Turn a meta-training config into its joint-training control (no inner loop)."""
+    m = config.meta
+    return ["meta.inner_steps=0", "meta.meta_sgd=false", "meta.support=0",
+            f"meta.query={m.support + m.query}"]
+
+
 def export_init(run_dir: Path, out: Path) -> None:
     """Turn a run's checkpoint into a generator file (the shippable meta-init)."""
     tensors, meta = checkpoint.read(run_dir / CHECKPOINT)
@@ -164,13 +173,15 @@ def meta_train(config: Config, run_dir: Path, resume: bool = False, progress: bo
             raise UserError(f"{run_dir}: run folder already has a checkpoint; use --resume")
         state = RunState(config)
     set_threads(config.train.threads)
+    device = choose_device(config.train.device)
+    state.learner.to(device)
     (run_dir / "samples").mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "config.json", config_to_dict(config))
     write_json(run_dir / "environment.json", environment())
-    loss_fn = build_loss(config)
+    loss_fn = build_loss(config).to(device)
     sampler = EpisodeSampler(image_paths(config.data, "style", "train"),
                              image_paths(config.data, "content", "train"), config.data)
-    check = HeldOutCheck.build(config, sampler)
+    check = HeldOutCheck.build(config, sampler, device)
     tracker = Tracker(run_dir, config.train.wandb, config_to_dict(config))
     tracker.jsonl.truncate_after(state.step)
     meta_info = loss_meta(config, loss_fn)
@@ -181,7 +192,7 @@ def meta_train(config: Config, run_dir: Path, resume: bool = False, progress: bo
     try:
         while state.step < t.steps:
             m = config.meta
-            episodes = [sampler.sample(state.episodes, m.support, m.query)
+            episodes = [sampler.sample(state.episodes, m.support, m.query).to(device)
                         for _ in range(m.meta_batch)]
             step_start = time.perf_counter()
             stats = meta_step(state.learner, state.optimizer, loss_fn, episodes, m.inner_steps,
@@ -194,7 +205,7 @@ def meta_train(config: Config, run_dir: Path, resume: bool = False, progress: bo
                 scores, samples = check.run(state.learner.model, loss_fn, config)
                 record.update(scores)
                 if state.step % t.sample_every == 0:
-                    save_image(torch.cat(list(samples), dim=-1),
+                    save_image(torch.cat(list(samples.cpu()), dim=-1),
                                run_dir / "samples" / f"step{state.step:06d}.jpg")
             if state.step % t.log_every == 0 or "heldout_k0" in record:
                 tracker.log(record)
