@@ -47,11 +47,14 @@ def cycle_batches(support: torch.Tensor, batch: int) -> Callable[[int], torch.Te
 
 def adapt(base: nn.Module, loss_fn: PerceptualLoss, style_targets: dict,
           batches: Callable[[int], torch.Tensor], steps: int, lr: float, subset: str = "norm",
-          on_step: Callable[[int, float], None] | None = None) -> AdaptResult:
+          on_step: Callable[[int, float], None] | None = None,
+          probe: Callable[[int, nn.Module], None] | None = None) -> AdaptResult:
     """Copy ``base`` and fit ``subset`` of its parameters to a style with Adam.
 
     ``batches(i)`` gives step i's content batch (``cycle_batches`` for a fixed support set, a
-    random-crop stream for per-style training); ``on_step(i, loss)`` drives progress bars.
+    random-crop stream for per-style training); ``on_step(i, loss)`` drives progress bars;
+    ``probe(k, model)`` sees the model after k steps (k = 0 first), outside the timed region,
+    so a benchmark can score an adaptation curve in one run.
     """
     model = copy.deepcopy(base).train()
     names = adapt_parameter_names(model, subset)
@@ -60,17 +63,21 @@ def adapt(base: nn.Module, loss_fn: PerceptualLoss, style_targets: dict,
         param.requires_grad_(name in chosen)
     optimizer = torch.optim.Adam([model.get_parameter(n) for n in names], lr=lr)
     result = AdaptResult(model, names)
-    start = time.perf_counter()
+    if probe:
+        probe(0, model)
     for step in range(steps):
+        start = time.perf_counter()
         content = batches(step)
         loss = loss_fn(model(content), content, style_targets)["total"]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        result.seconds += time.perf_counter() - start
         result.losses.append(loss.item())
         if on_step:
             on_step(step, loss.item())
-    result.seconds = time.perf_counter() - start
+        if probe:
+            probe(step + 1, model)
     model.requires_grad_(False)
     return result
 
@@ -100,16 +107,26 @@ def adaptation_crops(contents: list, count: int, crop: int, seed: int) -> torch.
     return torch.cat(crops)
 
 
-def adapt_style_file(style_path, base_path, contents: list, steps: int, lr: float, batch: int,
-                     seed: int = 0, on_step: Callable[[int, float], None] | None = None):
+def recommended(meta: dict, steps: int | None, lr: float | None, subset: str | None):
+    """Fill unset adaptation settings from the base's metadata (what its benchmark chose)."""
+    return (steps if steps is not None else meta.get("adapt_steps", 10),
+            lr if lr is not None else meta.get("adapt_lr", 0.01),
+            subset or meta.get("adapt_subset", "norm"))
+
+
+def adapt_style_file(style_path, base_path, contents: list, steps: int | None = None,
+                     lr: float | None = None, batch: int = 2, seed: int = 0,
+                     on_step: Callable[[int, float], None] | None = None,
+                     subset: str | None = None):
     """Adapt the generator at ``base_path`` to the image at ``style_path``.
 
-    Uses the base's own loss, encoder, subset and training resolution (read from its
-    metadata), so adaptation matches what the init was meta-trained for.
-    Returns ``(AdaptResult, base_meta, provenance)``.
+    Uses the base's own loss, encoder and training resolution (read from its metadata), so
+    adaptation matches what the init was meta-trained for; unset steps / lr / subset take the
+    base's recommendation. Returns ``(AdaptResult, base_meta, provenance)``.
     """
     style_img = load_image(style_path)  # validate the user's file before any heavy work
     base, meta = load_generator(base_path)
+    steps, lr, subset = recommended(meta, steps, lr, subset)
     train_cfg = meta.get("config", {})
     data = train_cfg.get("data", {})
     loss_cfg = LossConfig(**meta.get("loss", train_cfg.get("loss", {})))
@@ -118,10 +135,11 @@ def adapt_style_file(style_path, base_path, contents: list, steps: int, lr: floa
     support = adaptation_crops(contents, max(batch * 2, 4), data.get("crop", 96), seed)
     targets = loss_fn.style_targets(style)
     before = evaluate_terms(base, loss_fn, targets, support)["total"]
-    result = adapt(base, loss_fn, targets, cycle_batches(support, batch), steps, lr,
-                   meta.get("adapt_subset", "norm"), on_step=on_step)
+    result = adapt(base, loss_fn, targets, cycle_batches(support, batch), steps, lr, subset,
+                   on_step=on_step)
     style_hash = hashlib.sha256(Path(style_path).read_bytes()).hexdigest()
     provenance = {"adapted_by": "metastyle adapt", "steps": steps, "lr": lr, "batch": batch,
+                  "subset": subset,
                   "style_file": Path(style_path).name, "style_sha256": style_hash,
                   "seconds": round(result.seconds, 3), "support_loss_before": before,
                   "support_loss_after": evaluate_terms(result.model, loss_fn, targets, support)["total"],
@@ -132,19 +150,21 @@ def adapt_style_file(style_path, base_path, contents: list, steps: int, lr: floa
 
 
 def adapt_and_save(style_path: Path, base_path: Path, contents: list, output: Path,
-                   preview: Path | None, steps: int, lr: float, batch: int, seed: int = 0,
-                   on_step: Callable[[int, float], None] | None = None) -> dict:
+                   preview: Path | None, steps: int | None, lr: float | None, batch: int,
+                   seed: int = 0, on_step: Callable[[int, float], None] | None = None,
+                   subset: str | None = None) -> dict:
     """`metastyle adapt`: adapt, then write the delta model and a preview; returns a summary."""
     if Path(output).suffix != ".safetensors":
         raise UserError(f"{output}: model files must end in .safetensors")
     if preview is not None:
         check_output_suffix(preview)
     result, _, provenance = adapt_style_file(style_path, base_path, contents, steps, lr, batch,
-                                             seed, on_step)
+                                             seed, on_step, subset)
     save_delta(output, result.model, base_path, result.names, provenance)
     if preview is not None:
         photo = pil_to_tensor(resize_long_side(load_image(contents[0]), 384))
         save_image(stylize_tensor(result.model, photo), preview)
-    return {"seconds": result.seconds, "steps": steps, "bytes": Path(output).stat().st_size,
+    return {"seconds": result.seconds, "steps": provenance["steps"], "subset": provenance["subset"],
+            "bytes": Path(output).stat().st_size,
             "loss_before": provenance["support_loss_before"],
             "loss_after": provenance["support_loss_after"]}

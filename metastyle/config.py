@@ -86,9 +86,42 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
+@dataclass
+class BenchConfig:
+    """`metastyle bench`: methods x held-out styles x held-out photos (see evaluate.py)."""
+
+    meta_init: str = "shipped"  # "shipped" or a model / training-checkpoint path
+    joint_init: str = ""  # the joint multi-style init to compare with ("" = leave out)
+    manifest: str = DEFAULT_MANIFEST
+    styles: int = 12  # held-out styles, evenly spaced through the sorted held-out list
+    eval_photos: int = 4  # held-out photos that score every method (never adapted on)
+    eval_size: int = 128  # long side of the scored photos
+    support_crops: int = 8  # adaptation crops, from held-out photos disjoint from the scored ones
+    batch: int = 2
+    ks: list[int] = field(default_factory=lambda: [0, 1, 2, 5, 10, 20, 50])
+    default_k: int = 10  # the K `metastyle adapt` uses; the grid shows outputs at this K
+    regimes: list[str] = field(default_factory=lambda: ["norm", "all"])
+    tune_lrs: dict[str, list[float]] = field(default_factory=lambda: {
+        "norm": [0.003, 0.01, 0.03, 0.1], "decoder": [0.001, 0.003, 0.01],
+        "all": [0.0003, 0.001, 0.003]})
+    tune_styles: int = 3  # train styles used to pick each (init, regime) learning rate
+    per_style_steps: int = 200  # the per-style network baseline (random init, all params)
+    per_style_lr: float = 0.001
+    per_style_batch: int = 2
+    gatys_steps: int = 50  # L-BFGS steps per scored photo (0 = leave Gatys out)
+    judge: str = "vgg19"  # second encoder to score final outputs ("" = none); skipped if missing
+    seed: int = 0
+    threads: int = 0  # 0 = torch's default
+
+
 def _coerce(value, annotation, key: str):
     """Check a TOML value against a field's annotation (ints widen to floats)."""
     origin = typing.get_origin(annotation)
+    if origin is dict:
+        _, value_type = typing.get_args(annotation)
+        if not isinstance(value, dict):
+            raise UserError(f"config key {key}: expected a table, got {value!r}")
+        return {k: _coerce(v, value_type, f"{key}.{k}") for k, v in value.items()}
     if origin is list:
         (item_type,) = typing.get_args(annotation)
         if not isinstance(value, list):
@@ -116,6 +149,8 @@ def _apply(obj, updates: dict, prefix: str = ""):
             if not isinstance(value, dict):
                 raise UserError(f"config key {full}: expected a table")
             changes[key] = _apply(current, value, full + ".")
+        elif isinstance(current, dict):  # tables merge, so one entry can be overridden
+            changes[key] = {**current, **_coerce(value, hints[key], full)}
         else:
             changes[key] = _coerce(value, hints[key], full)
     return dataclasses.replace(obj, **changes)
@@ -139,9 +174,9 @@ def parse_override(text: str) -> dict:
     return nested
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
-    """Defaults <- TOML file <- ``--set`` overrides, each step checked."""
-    config = Config()
+def load_config(path: str | Path | None = None, overrides: list[str] = (), root=Config):
+    """Defaults of ``root`` <- TOML file <- ``--set`` overrides, each step checked."""
+    config = root()
     if path is not None:
         path = Path(path)
         if not path.is_file():

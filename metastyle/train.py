@@ -147,8 +147,12 @@ def joint_overrides(config: Config) -> list[str]:
             f"meta.query={m.support + m.query}"]
 
 
-def export_init(run_dir: Path, out: Path) -> None:
-    """Turn a run's checkpoint into a generator file (the shippable meta-init)."""
+def export_init(run_dir: Path, out: Path, recommend: dict | None = None) -> None:
+    """Turn a run's checkpoint into a generator file (the shippable meta-init).
+
+    ``recommend`` (adapt_steps / adapt_lr / adapt_subset, chosen by the benchmark on train
+    styles) becomes what `metastyle adapt` does by default with this init.
+    """
     tensors, meta = checkpoint.read(run_dir / CHECKPOINT)
     model = Generator(config_from_dict(meta["config"]).generator)
     model.load_state_dict({k.removeprefix("model/"): v for k, v in tensors.items()
@@ -156,7 +160,8 @@ def export_init(run_dir: Path, out: Path) -> None:
     provenance = {k: meta[k] for k in ("step", "config", "encoder", "encoder_sha256", "loss",
                                        "wall_seconds") if k in meta}
     checkpoint.save_generator(out, model, {**provenance, "trained_by": "meta-train",
-                                           "adapt_subset": meta["config"]["meta"]["subset"]})
+                                           "adapt_subset": meta["config"]["meta"]["subset"],
+                                           **(recommend or {})})
 
 
 def meta_train(config: Config, run_dir: Path, resume: bool = False, progress: bool = True) -> Path:

@@ -1,0 +1,303 @@
+"""The benchmark: how fast and how well does each init adapt to styles it has never seen?
+
+Methods, all with the same generator architecture, encoder, loss weights, photos and crops:
+``meta`` (the meta-trained init), ``joint`` (multi-style training without an inner loop),
+``scratch`` (random init), each adapted under every regime (``norm``: instance-norm affines only;
+``all``: every parameter) with a learning rate tuned on *train* styles; ``per-style`` (a network
+trained from scratch on the style for many steps) and ``gatys`` (per-photo optimization) as
+references. Every init is shown under every regime, so no comparison is rigged by the regime.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from . import checkpoint
+from .adapt import adapt, cycle_batches, loss_weights
+from .baselines import gatys, train_per_style
+from .config import BenchConfig, LossConfig, config_from_dict
+from .corpus import image_paths, random_crops
+from .encoders import load_encoder
+from .errors import UserError
+from .generator import Generator, adapt_parameter_names
+from .images import load_image, pil_to_tensor, resize_long_side
+from .losses import PerceptualLoss
+from .progress import StepBar
+from .runtime import environment, set_threads, write_json
+from .train import CHECKPOINT
+
+
+@dataclass
+class Setting:
+    """What the init was trained with; every method is scored the same way."""
+
+    crop: int
+    style_size: int
+    loss: LossConfig
+
+
+def load_init(path: str) -> tuple[nn.Module, dict]:
+    """A generator file, a training checkpoint, a run folder, or "shipped"."""
+    target = checkpoint.SHIPPED_INIT if path == "shipped" else Path(path)
+    if target.is_dir():
+        target = target / CHECKPOINT
+    return checkpoint.load_generator(target)
+
+
+def _setting(meta: dict) -> Setting:
+    train_cfg = config_from_dict(meta["config"])
+    return Setting(train_cfg.data.crop, train_cfg.data.style_size, train_cfg.loss)
+
+
+def _evenly(items: list, n: int) -> list:
+    """n items spread over a sorted list: a fixed subset, never drawn from the RNG."""
+    if n >= len(items):
+        return list(items)
+    return [items[round(i * (len(items) - 1) / max(n - 1, 1))] for i in range(n)]
+
+
+def score(model: nn.Module, loss_fn: PerceptualLoss, targets: dict, photos: list) -> dict:
+    """Mean loss terms over whole photos (sizes differ, so one at a time)."""
+    sums: dict[str, float] = {}
+    with torch.no_grad():
+        for photo in photos:
+            for key, value in loss_fn(model(photo), photo, targets).items():
+                sums[key] = sums.get(key, 0.0) + value.item() / len(photos)
+    return sums
+
+
+def curve(model, loss_fn, targets, support, photos, ks, lr, regime, batch):
+    """Adapt for max(ks) steps, scoring the held-out photos at each k in ``ks``."""
+    points: dict[int, dict] = {}
+    wanted = set(ks)
+
+    def probe(k, current):
+        if k in wanted:
+            points[k] = score(current, loss_fn, targets, photos)
+
+    result = adapt(model, loss_fn, targets, cycle_batches(support, batch), max(ks), lr, regime,
+                   probe=probe)
+    return points, result
+
+
+def tune_learning_rate(model, loss_fn, styles, support, photos, lrs, regime, steps, batch):
+    """Pick the rate with the lowest mean loss after ``steps`` on *train* styles."""
+    table = {}
+    for lr in lrs:
+        losses = [curve(model, loss_fn, loss_fn.style_targets(s), support, photos, [steps], lr,
+                        regime, batch)[0][steps]["total"] for s in styles]
+        table[lr] = sum(losses) / len(losses)
+    return min(table, key=table.get), table
+
+
+def _delta_bytes(model: nn.Module, names: list[str], base_meta: dict, out_dir: Path) -> int:
+    """Size of the file `metastyle adapt` would write for this regime."""
+    weights = model.state_dict()
+    path = out_dir / ".size_probe.safetensors"
+    checkpoint.write(path, {n: weights[n] for n in names}, {"kind": "delta",
+                                                            "base_hash": base_meta.get("weights_hash", "")})
+    size = path.stat().st_size
+    path.unlink()
+    return size
+
+
+def run_bench(cfg: BenchConfig, out_dir: Path, progress: bool = True) -> dict:
+    """Run every method on the configured styles; write results.json and the report."""
+    from .report import write_report
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    set_threads(cfg.threads)
+    meta_model, meta_meta = load_init(cfg.meta_init)
+    setting = _setting(meta_meta)
+    loss_fn = PerceptualLoss(load_encoder(setting.loss.encoder), loss_weights(setting.loss))
+    inits = {"meta": meta_model}
+    if cfg.joint_init:
+        joint, joint_meta = load_init(cfg.joint_init)
+        if joint_meta["generator"] != meta_meta["generator"]:
+            raise UserError(f"{cfg.joint_init}: joint init has another generator architecture")
+        inits["joint"] = joint
+    torch.manual_seed(cfg.seed)
+    inits["scratch"] = Generator(meta_model.config).eval()
+
+    data = _bench_data(cfg, setting)
+    results = {"config": asdict(cfg), "environment": environment(),
+               "encoder": loss_fn.encoder.name, "init_provenance": {
+                   k: meta_meta.get(k) for k in ("step", "trained_by", "wall_seconds")},
+               "styles": [p.name for p in data["styles"]], "methods": {}}
+    targets = [loss_fn.style_targets(s) for s in data["style_tensors"]]
+    steps_total = len(inits) * len(cfg.regimes) * len(targets)
+    bar = StepBar("bench", steps_total, enabled=progress)
+    done = 0
+    grid: dict[str, list] = {"photo": data["photos"][0]}
+    for init_name, model in inits.items():
+        for regime in cfg.regimes:
+            lr, table = tune_learning_rate(model, loss_fn, data["tune_styles"], data["tune_support"],
+                                           data["tune_photos"], cfg.tune_lrs[regime], regime,
+                                           cfg.default_k, cfg.batch)
+            name = f"{init_name}/{regime}"
+            entry = {"init": init_name, "regime": regime, "lr": lr,
+                     "lr_tuning": {str(k): v for k, v in table.items()},
+                     "ks": sorted(set(cfg.ks)), "terms": [], "seconds": 0.0, "outputs": []}
+            start = time.perf_counter()
+            for target in targets:
+                points, result = curve(model, loss_fn, target, data["support"], data["photos"],
+                                       entry["ks"], lr, regime, cfg.batch)
+                entry["terms"].append([points[k] for k in entry["ks"]])
+                entry["seconds"] += result.seconds
+                done += 1
+                bar.update(done, points[max(entry["ks"])]["total"])
+            entry["wall_seconds"] = time.perf_counter() - start
+            entry["seconds_per_step"] = entry["seconds"] / (len(targets) * max(entry["ks"]))
+            entry["model_bytes"] = _delta_bytes(result.model, result.names, meta_meta, out_dir)
+            results["methods"][name] = entry
+            grid[name] = [_grid_output(model, loss_fn, t, data, lr, regime, cfg) for t in targets]
+    bar.close()
+    results["methods"]["per-style"], grid["per-style"] = _per_style(cfg, setting, loss_fn, targets,
+                                                                   data, meta_model, out_dir)
+    if cfg.gatys_steps:
+        results["methods"]["gatys"], grid["gatys"] = _gatys(cfg, loss_fn, targets, data)
+    results["judge"] = _judge(cfg, setting, data, grid, targets)
+    results["summary"] = summarize(results, cfg)
+    write_json(out_dir / "results.json", results)
+    write_report(results, grid, data, out_dir)
+    return results
+
+
+def _bench_data(cfg: BenchConfig, setting: Setting) -> dict:
+    data_cfg = config_from_dict({"data": {"manifest": cfg.manifest, "crop": setting.crop,
+                                          "style_size": setting.style_size}}).data
+    styles = _evenly(image_paths(data_cfg, "style", "heldout"), cfg.styles)
+    photos_all = image_paths(data_cfg, "content", "heldout")
+    scored = _evenly(photos_all, cfg.eval_photos)
+    rest = [p for p in photos_all if p not in scored]
+    gen = torch.Generator().manual_seed(cfg.seed)
+
+    def load_style(path):
+        return pil_to_tensor(resize_long_side(load_image(path), setting.style_size))
+
+    def photo(path):
+        return pil_to_tensor(resize_long_side(load_image(path), cfg.eval_size))
+
+    support = torch.cat([random_crops(rest, 1, setting.crop, gen)[0]
+                         for _ in range(cfg.support_crops)])
+    train_contents = image_paths(data_cfg, "content", "train")
+    tune_support = torch.cat([random_crops(train_contents, 1, setting.crop, gen)[0]
+                              for _ in range(cfg.support_crops)])
+    tune_photos = [photo(p) for p in _evenly(train_contents, cfg.eval_photos)]
+    tune_styles = _evenly(image_paths(data_cfg, "style", "train"), cfg.tune_styles)
+    return {"styles": styles, "style_tensors": [load_style(p) for p in styles],
+            "photos": [photo(p) for p in scored], "photo_names": [p.name for p in scored],
+            "support": support, "train_contents": train_contents,
+            "tune_styles": [load_style(p) for p in tune_styles], "tune_support": tune_support,
+            "tune_photos": tune_photos}
+
+
+def _grid_output(model, loss_fn, targets, data, lr, regime, cfg) -> torch.Tensor:
+    """The first scored photo stylized after ``default_k`` steps (for the image grid)."""
+    adapted = adapt(model, loss_fn, targets, cycle_batches(data["support"], cfg.batch),
+                    cfg.default_k, lr, regime).model
+    with torch.no_grad():
+        return adapted(data["photos"][0])
+
+
+def _per_style(cfg, setting, loss_fn, targets, data, like: nn.Module, out_dir: Path):
+    entry = {"steps": cfg.per_style_steps, "lr": cfg.per_style_lr, "terms": [], "seconds": 0.0}
+    outputs = []
+    for i, target in enumerate(targets):
+        result = train_per_style(target, loss_fn, data["train_contents"], like.config,
+                                 cfg.per_style_steps, cfg.per_style_lr, cfg.per_style_batch,
+                                 setting.crop, cfg.seed + i)
+        entry["terms"].append(score(result.model, loss_fn, target, data["photos"]))
+        entry["seconds"] += result.seconds
+        with torch.no_grad():
+            outputs.append(result.model(data["photos"][0]))
+    entry["seconds_per_step"] = entry["seconds"] / (len(targets) * max(cfg.per_style_steps, 1))
+    entry["model_bytes"] = _delta_bytes(result.model, adapt_parameter_names(result.model, "all"),
+                                        {}, out_dir)
+    return entry, outputs
+
+
+def _gatys(cfg, loss_fn, targets, data):
+    entry = {"steps": cfg.gatys_steps, "terms": [], "seconds": 0.0}
+    outputs = []
+    for target in targets:
+        sums: dict[str, float] = {}
+        for j, photo in enumerate(data["photos"]):
+            start = time.perf_counter()
+            image, _ = gatys(photo, target, loss_fn, cfg.gatys_steps)
+            entry["seconds"] += time.perf_counter() - start
+            for key, value in loss_fn(image, photo, target).items():
+                sums[key] = sums.get(key, 0.0) + value.item() / len(data["photos"])
+            if j == 0:
+                outputs.append(image)
+        entry["terms"].append(sums)
+    entry["seconds_per_image"] = entry["seconds"] / (len(targets) * len(data["photos"]))
+    return entry, outputs
+
+
+def _judge(cfg, setting, data, grid, targets) -> dict:
+    """Score the grid outputs under a second encoder, when its weights are available."""
+    if not cfg.judge:
+        return {"encoder": None, "note": "no judge encoder configured"}
+    try:
+        judge = PerceptualLoss(load_encoder(cfg.judge), loss_weights(setting.loss))
+    except UserError as exc:
+        return {"encoder": None, "note": f"{cfg.judge} unavailable: {exc}"}
+    photo = grid["photo"]
+    scores = {}
+    for method, outputs in grid.items():
+        if method == "photo":
+            continue
+        totals = [judge(out, photo, judge.style_targets(style))["total"].item()
+                  for out, style in zip(outputs, data["style_tensors"])]
+        scores[method] = sum(totals) / len(totals)
+    return {"encoder": cfg.judge, "note": f"total loss at k={cfg.default_k} on the first photo",
+            "total": scores}
+
+
+def summarize(results: dict, cfg: BenchConfig) -> dict:
+    """Per-method mean curves, steps-to-target vs the per-style network, winners per k."""
+    methods = results["methods"]
+    per_style = [t["total"] for t in methods["per-style"]["terms"]]
+    summary = {"curves": {}, "steps_to_target": {}, "best_regime": {}}
+    for name, entry in methods.items():
+        if "ks" not in entry:
+            continue
+        per_k = list(zip(*[[p["total"] for p in style] for style in entry["terms"]]))
+        summary["curves"][name] = {
+            "ks": entry["ks"], "mean": [sum(v) / len(v) for v in per_k],
+            "std": [float(torch.tensor(v).std()) if len(v) > 1 else 0.0 for v in per_k]}
+        summary["steps_to_target"][name] = {
+            f"{round(factor * 100)}%": _steps_to(entry, per_style, factor)
+            for factor in (0.9, 1.0, 1.1)}
+    k_index = sorted(set(cfg.ks)).index(cfg.default_k) if cfg.default_k in cfg.ks else None
+    if k_index is not None:
+        for regime in cfg.regimes:
+            meta_at_k = [style[k_index]["total"] for style in methods[f"meta/{regime}"]["terms"]]
+            summary.setdefault("steps_to_meta_at_default_k", {})[regime] = {
+                init: _steps_to(methods[f"{init}/{regime}"], meta_at_k, 1.0)
+                for init in ("scratch", "joint") if f"{init}/{regime}" in methods}
+    for init in dict.fromkeys(e["init"] for e in methods.values() if "init" in e):
+        names = [f"{init}/{r}" for r in cfg.regimes]
+        summary["best_regime"][init] = {
+            str(k): min(names, key=lambda n: summary["curves"][n]["mean"][i])
+            for i, k in enumerate(summary["curves"][names[0]]["ks"])}
+    return summary
+
+
+def _steps_to(entry: dict, targets: list[float], factor: float) -> list:
+    """Per style: the smallest k whose loss is <= ``factor`` x the target loss, or None.
+
+    ``factor`` 0.9 asks for a loss 10% below the target, 1.1 allows 10% above it.
+    """
+    out = []
+    for style_terms, target in zip(entry["terms"], targets):
+        hit = [k for k, t in zip(entry["ks"], style_terms) if t["total"] <= target * factor]
+        out.append(hit[0] if hit else None)
+    return out

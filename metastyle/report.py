@@ -1,0 +1,186 @@
+"""Turn benchmark results into plots, an image grid and a markdown report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .images import save_image
+
+STYLE_COLOURS = {"meta": "tab:red", "joint": "tab:blue", "scratch": "tab:gray"}
+REGIME_LINES = {"norm": "-", "decoder": "-.", "all": "--"}
+
+
+def _fmt(value, digits=3) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def plot_curves(results: dict, path: Path) -> None:
+    """Mean total loss (band: +-1 std across styles) vs adaptation step, references dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, curve in results["summary"]["curves"].items():
+        init, regime = name.split("/")
+        ks = [max(k, 0.5) for k in curve["ks"]]  # log axis: show k=0 at 0.5
+        mean, std = torch.tensor(curve["mean"]), torch.tensor(curve["std"])
+        ax.plot(ks, mean, REGIME_LINES.get(regime, ":"), color=STYLE_COLOURS.get(init), label=name)
+        ax.fill_between(ks, mean - std, mean + std, color=STYLE_COLOURS.get(init), alpha=0.08)
+    for ref, colour in (("per-style", "black"), ("gatys", "tab:green")):
+        if ref in results["methods"]:
+            ax.axhline(_mean_total(results["methods"][ref]), color=colour, linestyle=":",
+                       label=f"{ref} ({_ref_label(results['methods'][ref])})")
+    ax.set_xscale("log")
+    ax.set_xlabel("adaptation steps k (k=0 drawn at 0.5)")
+    ax.set_ylabel("total loss on held-out photos")
+    ax.set_title(f"Adaptation to {len(results['styles'])} held-out styles")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_steps_to_target(results: dict, path: Path) -> None:
+    """Median steps to reach the per-style network's loss, and how many styles got there."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(results["summary"]["steps_to_target"])
+    labels = ["90%", "100%", "110%"]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    width = 0.8 / len(labels)
+    for j, label in enumerate(labels):
+        medians = [_median_reached(results["summary"]["steps_to_target"][n][label]) for n in names]
+        heights = [m if m is not None else 0 for m in medians]
+        bars = ax.bar([i + j * width for i in range(len(names))], heights, width, label=label)
+        for bar, value in zip(bars, medians):
+            if value is None:
+                bar.set_hatch("//")
+    ax.set_xticks([i + width for i in range(len(names))], names, rotation=30, ha="right")
+    ax.set_ylabel("median k to reach per-style loss x factor")
+    ax.set_title("Steps to target (hatched/empty = not reached within the budget)")
+    ax.legend(title="factor", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def image_grid(grid: dict, data: dict, path: Path, height: int = 96) -> None:
+    """Rows: styles; columns: photo, style, then each method's output."""
+    photo = grid["photo"]
+    methods = [m for m in grid if m != "photo"]
+    rows = []
+    for i, style in enumerate(data["style_tensors"]):
+        cells = [photo, style] + [grid[m][i] for m in methods]
+        resized = [F.interpolate(c, size=(height, round(height * c.shape[-1] / c.shape[-2])),
+                                 mode="bilinear", align_corners=False, antialias=True)
+                   for c in cells]
+        rows.append(torch.cat([F.pad(c, (2, 2, 2, 2), value=1.0) for c in resized], dim=-1))
+    width = max(r.shape[-1] for r in rows)
+    rows = [F.pad(r, (0, width - r.shape[-1]), value=1.0) for r in rows]
+    save_image(torch.cat(rows, dim=-2).clamp(0, 1), path)
+
+
+def _mean_total(entry: dict) -> float:
+    totals = [t["total"] for t in entry["terms"]]
+    return sum(totals) / len(totals)
+
+
+def _ref_label(entry: dict) -> str:
+    return f"{entry['steps']} steps"
+
+
+def _median_reached(values: list):
+    reached = sorted(v for v in values if v is not None)
+    if len(reached) * 2 < len(values):
+        return None  # fewer than half the styles reached it: no meaningful median
+    return reached[len(reached) // 2]
+
+
+def _reached(values: list) -> str:
+    return f"{sum(v is not None for v in values)}/{len(values)}"
+
+
+def markdown(results: dict, grid_columns: list[str]) -> str:
+    """The report: setting, curves table, steps-to-target, timing, judge, image grid."""
+    cfg, summary, methods = results["config"], results["summary"], results["methods"]
+    env = results["environment"]
+    lines = [
+        "# metastyle benchmark", "",
+        f"Encoder `{results['encoder']}`; {len(results['styles'])} held-out styles; "
+        f"{cfg['eval_photos']} held-out photos at {cfg['eval_size']} px scored (never adapted on); "
+        f"adaptation on {cfg['support_crops']} crops of other held-out photos, batch {cfg['batch']}. "
+        f"Meta init: `{cfg['meta_init']}` (step {results['init_provenance'].get('step')}); "
+        f"joint init: `{cfg['joint_init'] or 'not included'}`. Learning rates tuned per "
+        f"(init, regime) on {cfg['tune_styles']} *train* styles at k={cfg['default_k']}.",
+        "", f"Machine: {env['machine']} {env['processor']}, torch {env['torch']}, "
+        f"{env['threads']} threads, git {env['git_commit'][:10]}, {env['time']}.", "",
+        "## Mean total loss on held-out photos after k adaptation steps", ""]
+    ks = next(iter(summary["curves"].values()))["ks"]
+    lines += ["| method | lr | " + " | ".join(f"k={k}" for k in ks) + " |",
+              "|---|---|" + "---|" * len(ks)]
+    for name, curve in summary["curves"].items():
+        cells = [f"{m:.3f} ± {s:.3f}" for m, s in zip(curve["mean"], curve["std"])]
+        lines.append(f"| {name} | {methods[name]['lr']:g} | " + " | ".join(cells) + " |")
+    for ref in ("per-style", "gatys"):
+        if ref in methods:
+            lines.append(f"| {ref} ({_ref_label(methods[ref])}) | | "
+                         + " | ".join([f"{_mean_total(methods[ref]):.3f}"] * len(ks)) + " |")
+    lines += ["", "![adaptation curves](curves.png)", "",
+              "## Which regime is better for each init, at each k", "",
+              "| init | " + " | ".join(f"k={k}" for k in ks) + " |", "|---|" + "---|" * len(ks)]
+    for init, best in summary["best_regime"].items():
+        lines.append(f"| {init} | " + " | ".join(best[str(k)].split("/")[1] for k in ks) + " |")
+    lines += ["", "## Steps to target (the per-style network's loss)", "",
+              "Median k over the styles that reached it (reached/total); 90% = 10% below the "
+              "per-style loss, 110% = within 10% above it.", "",
+              "| method | 90% | 100% | 110% |", "|---|---|---|---|"]
+    for name, table in summary["steps_to_target"].items():
+        cells = [f"{_median_reached(table[l]) if _median_reached(table[l]) is not None else '—'}"
+                 f" ({_reached(table[l])})" for l in ("90%", "100%", "110%")]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "![steps to target](steps_to_target.png)", ""]
+    if "steps_to_meta_at_default_k" in summary:
+        lines += [f"## Steps other inits need to match the meta init at k={cfg['default_k']}", "",
+                  "| regime | init | median k (reached/total) | per style |", "|---|---|---|---|"]
+        for regime, table in summary["steps_to_meta_at_default_k"].items():
+            for init, values in table.items():
+                median = _median_reached(values)
+                lines.append(f"| {regime} | {init} | {median if median is not None else '—'} "
+                             f"({_reached(values)}) | {values} |")
+        lines.append("")
+    lines += ["## Cost", "", "| method | seconds per step | wall seconds | model file |",
+              "|---|---|---|---|"]
+    for name, entry in methods.items():
+        per_step = entry.get("seconds_per_step", entry.get("seconds_per_image"))
+        unit = "s/step" if "seconds_per_step" in entry else "s/image"
+        size = f"{entry['model_bytes'] / 1024:.1f} KB" if "model_bytes" in entry else "—"
+        lines.append(f"| {name} | {_fmt(per_step)} {unit} | "
+                     f"{entry.get('wall_seconds', entry['seconds']):.1f} | {size} |")
+    judge = results["judge"]
+    lines += ["", "## Second judge", "", f"{judge['note']}"
+              + (f" ({judge['encoder']})." if judge.get("encoder") else "."), ""]
+    if judge.get("total"):
+        lines += ["| method | total |", "|---|---|"]
+        lines += [f"| {m} | {v:.3f} |" for m, v in judge["total"].items()]
+    lines += ["", "## Images", "",
+              f"Columns: {', '.join(grid_columns)}; adapted methods after k={cfg['default_k']} "
+              "steps.", "", "![grid](grid.jpg)", ""]
+    return "\n".join(lines)
+
+
+def write_report(results: dict, grid: dict, data: dict, out_dir: Path) -> None:
+    from .images import atomic_write_bytes
+
+    plot_curves(results, out_dir / "curves.png")
+    plot_steps_to_target(results, out_dir / "steps_to_target.png")
+    image_grid(grid, data, out_dir / "grid.jpg")
+    columns = ["photo", "style"] + [m for m in grid if m != "photo"]
+    atomic_write_bytes(out_dir / "report.md", markdown(results, columns).encode())

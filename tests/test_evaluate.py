@@ -1,0 +1,58 @@
+"""The benchmark harness end to end on a tiny corpus (random encoder, tiny generator)."""
+
+import json
+
+import pytest
+
+from conftest import tiny_config_overrides
+from metastyle.config import BenchConfig, load_config
+from metastyle.evaluate import _evenly, _steps_to, run_bench
+from metastyle.train import export_init, meta_train
+
+
+@pytest.fixture
+def tiny_init(tiny_corpus, tmp_path):
+    run = tmp_path / "run"
+    meta_train(load_config(None, tiny_config_overrides(tiny_corpus) + ["train.steps=2"]), run,
+               progress=False)
+    export_init(run, tmp_path / "init.safetensors")
+    return tmp_path / "init.safetensors"
+
+
+def _bench_config(corpus, init, **extra):
+    overrides = [f'meta_init="{init}"', f'joint_init="{init}"',
+                 f'manifest="{corpus / "manifest.tsv"}"', "styles=2", "eval_photos=2",
+                 "eval_size=32", "support_crops=2", "batch=1", "ks=[0,1,3]", "default_k=1",
+                 "tune_styles=1", "tune_lrs.norm=[0.01,0.1]", "tune_lrs.all=[0.001]",
+                 "per_style_steps=3", "per_style_batch=1", "gatys_steps=2", 'judge="random"']
+    return load_config(None, overrides + [f"{k}={v}" for k, v in extra.items()], root=BenchConfig)
+
+
+def test_bench_writes_every_method_curve_report_and_is_deterministic(tiny_corpus, tiny_init,
+                                                                     tmp_path):
+    cfg = _bench_config(tiny_corpus, tiny_init)
+    first = run_bench(cfg, tmp_path / "a", progress=False)
+    for name in ("results.json", "report.md", "curves.png", "steps_to_target.png", "grid.jpg"):
+        assert (tmp_path / "a" / name).stat().st_size > 0, name
+    methods = first["methods"]
+    assert set(methods) == {"meta/norm", "meta/all", "joint/norm", "joint/all", "scratch/norm",
+                            "scratch/all", "per-style", "gatys"}
+    assert all(len(methods[m]["terms"]) == 2 for m in methods)
+    assert methods["meta/norm"]["lr"] in (0.01, 0.1)
+    assert methods["meta/norm"]["model_bytes"] < methods["meta/all"]["model_bytes"]
+    assert first["summary"]["best_regime"]["meta"].keys() == {"0", "1", "3"}
+    assert first["judge"]["encoder"] == "random" and "gatys" in first["judge"]["total"]
+    report = (tmp_path / "a" / "report.md").read_text()
+    assert "Steps to target" in report and "scratch/all" in report
+    second = run_bench(cfg, tmp_path / "b", progress=False)
+    assert second["summary"]["curves"] == first["summary"]["curves"]
+    saved = json.loads((tmp_path / "a" / "results.json").read_text())
+    assert saved["summary"]["curves"] == first["summary"]["curves"]
+
+
+def test_steps_to_target_and_even_selection():
+    entry = {"ks": [0, 1, 5], "terms": [[{"total": 3.0}, {"total": 2.0}, {"total": 1.0}],
+                                        [{"total": 3.0}, {"total": 3.0}, {"total": 3.0}]]}
+    assert _steps_to(entry, [2.0, 1.0], 1.0) == [1, None]
+    assert _steps_to(entry, [2.0, 1.0], 0.9) == [5, None]
+    assert _evenly(list(range(10)), 3) == [0, 4, 9]  # round() picks evenly spaced indices
