@@ -21,4 +21,5 @@ demo: $(STAMP)
 	$(BIN)/metastyle adapt styles/flow_swirls.png -o demo/flow_swirls.safetensors
 
 test: $(STAMP)
+	.ci/setup-browser
 	WANDB_MODE=disabled $(BIN)/python -m pytest -q

@@ -200,7 +200,8 @@ def train_style_cmd(
 @user_errors
 def adapt_cmd(
     style: Path = typer.Argument(..., help="Style image to learn."),
-    steps: int = typer.Option(10, "--steps", "-k", help="Adaptation steps K."),
+    steps: Optional[int] = typer.Option(None, "--steps", "-k",
+                                        help="Adaptation steps K (default: the base's choice)."),
     content: Optional[Path] = typer.Option(None, "--content", help="Folder of photos to adapt "
                                            "on (default: scikit-image's sample photos)."),
     base: Optional[Path] = typer.Option(None, "--base", help="Base model (default: shipped init)."),
@@ -208,7 +209,9 @@ def adapt_cmd(
                                           help="Adapted model (default <style>.safetensors)."),
     preview: Optional[Path] = typer.Option(None, "--preview",
                                            help="Preview image (default <style>_preview.jpg)."),
-    lr: float = typer.Option(0.01, help="Adam learning rate."),
+    lr: Optional[float] = typer.Option(None, help="Adam learning rate (default: the base's)."),
+    subset: Optional[str] = typer.Option(None, help="Parameters to adapt: norm (tiny files), "
+                                         "decoder or all (default: the base's choice)."),
     batch: int = typer.Option(2, help="Content crops per step."),
     seed: int = typer.Option(0, help="Seed for the content crops."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
@@ -217,8 +220,8 @@ def adapt_cmd(
 
     Example: metastyle adapt styles/mosaic.png --steps 10
     """
-    from .adapt import adapt_and_save
-    from .checkpoint import SHIPPED_INIT
+    from .adapt import adapt_and_save, recommended
+    from .checkpoint import SHIPPED_INIT, read
     from .corpus import default_content_paths, readable_images
     from .images import list_images
 
@@ -227,10 +230,12 @@ def adapt_cmd(
                 else default_content_paths())
     output = output or Path(f"{style.stem}.safetensors")
     preview = preview or output.with_name(f"{output.stem}_preview.jpg")
+    steps, lr, subset = recommended(read(base)[1], steps, lr, subset)
     with StepBar("adapt", steps, enabled=progress) as bar:
         summary = adapt_and_save(style, base, contents, output, preview, steps, lr, batch, seed,
-                                 on_step=bar.callback())
-    typer.echo(f"{output}: {summary['steps']} steps in {summary['seconds']:.1f} s, "
+                                 on_step=bar.callback(), subset=subset)
+    typer.echo(f"{output}: {summary['steps']} steps ({summary['subset']}) in "
+               f"{summary['seconds']:.1f} s, "
                f"support loss {summary['loss_before']:.3f} -> {summary['loss_after']:.3f}, "
                f"{summary['bytes'] / 1024:.1f} KB; preview {preview}")
 
@@ -271,6 +276,9 @@ def export_init_cmd(
     run_dir: Path = typer.Argument(..., help="A meta-training run folder."),
     output: Path = typer.Option(Path("metastyle/weights/meta_init.safetensors"), "-o", "--output",
                                 help="Where to write the init."),
+    adapt_steps: Optional[int] = typer.Option(None, help="Default K for `adapt` with this init."),
+    adapt_lr: Optional[float] = typer.Option(None, help="Default adaptation learning rate."),
+    adapt_subset: Optional[str] = typer.Option(None, help="Default adapted parameters."),
 ):
     """Turn a meta-training run's checkpoint into a shippable init.
 
@@ -278,7 +286,8 @@ def export_init_cmd(
     """
     from .train import export_init
 
-    export_init(run_dir, output)
+    chosen = {"adapt_steps": adapt_steps, "adapt_lr": adapt_lr, "adapt_subset": adapt_subset}
+    export_init(run_dir, output, {k: v for k, v in chosen.items() if v is not None})
     typer.echo(f"{output}: {output.stat().st_size / 1e6:.2f} MB")
 
 
@@ -309,7 +318,8 @@ def serve_cmd(
                                   help="Where adapted styles are kept (across restarts)."),
     workers: int = typer.Option(1, help="Adaptations that run at the same time."),
     queue: int = typer.Option(4, help="Adaptations that may wait; more get HTTP 429."),
-    steps: int = typer.Option(10, "--steps", "-k", help="Adaptation steps per style."),
+    steps: Optional[int] = typer.Option(None, "--steps", "-k",
+                                        help="Adaptation steps per style (default: the base's)."),
     base: Optional[Path] = typer.Option(None, "--base", help="Base model (default: shipped init)."),
 ):
     """Run the style-onboarding web app: upload a style, watch it learn, stylize photos.

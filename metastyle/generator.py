@@ -77,9 +77,10 @@ class Generator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
-        pad_h, pad_w = (-h) % 4, (-w) % 4  # two stride-2 convs: work on a multiple of 4
-        if pad_h or pad_w:
-            x = nn.functional.pad(x, (0, pad_w, 0, pad_h), mode="reflect")
+        # Two stride-2 convs: work on a multiple of 4. Padding unconditionally (by 0 when the
+        # size already is one) keeps size-dependent branches out of the graph, so a traced or
+        # ONNX-exported generator is right at every size, not only the one it was traced at.
+        x = nn.functional.pad(x, (0, (-w) % 4, 0, (-h) % 4), mode="reflect")
         y = torch.sigmoid(self.decoder(self.residual(self.encoder(x))))
         return y[..., :h, :w]
 

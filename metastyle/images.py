@@ -13,6 +13,7 @@ never leaves a half-written image or model file behind under the real name.
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 import tempfile
@@ -59,40 +60,52 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
         raise UserError(f"{path}: file not found")
     if path.stat().st_size == 0:
         raise UserError(f"{path}: file is empty")
+    return _decode(path, str(path), max_pixels)
+
+
+def image_from_bytes(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """`load_image` for a file held in memory (an HTTP upload); errors name ``name``."""
+    if not data:
+        raise UserError(f"{name}: file is empty")
+    return _decode(io.BytesIO(data), name, max_pixels)
+
+
+def _decode(source: Path | IO[bytes], name: str, max_pixels: int) -> Image.Image:
+    """The checks and full decode shared by `load_image` and `image_from_bytes`."""
     with warnings.catch_warnings():
         # Pillow warns above its own fixed limit; ours (checked below) is the one that counts.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
-            img = Image.open(path)
+            img = Image.open(source)
         except UnidentifiedImageError:
-            raise UserError(f"{path}: not an image (unrecognised or unsupported format)") from None
+            raise UserError(f"{name}: not an image (unrecognised or unsupported format)") from None
         except Image.DecompressionBombError:
             raise UserError(
-                f"{path}: image is too large (more than {2 * Image.MAX_IMAGE_PIXELS} pixels, "
+                f"{name}: image is too large (more than {2 * Image.MAX_IMAGE_PIXELS} pixels, "
                 "beyond Pillow's decompression-bomb limit)"
             ) from None
         except OSError as e:
-            raise UserError(f"{path}: cannot read file ({e.strerror or e})") from None
+            raise UserError(f"{name}: cannot read file ({e.strerror or e})") from None
     with img:
         width, height = img.size  # from the header; nothing decoded yet
         if width * height > max_pixels:
             raise UserError(
-                f"{path}: image is too large ({width * height} pixels, limit {max_pixels}; "
+                f"{name}: image is too large ({width * height} pixels, limit {max_pixels}; "
                 "raise --max-pixels to allow it)"
             )
         if min(width, height) < MIN_SIDE:
             raise UserError(
-                f"{path}: image is too small ({width}x{height}, minimum {MIN_SIDE} px per side)"
+                f"{name}: image is too small ({width}x{height}, minimum {MIN_SIDE} px per side)"
             )
         try:
             img.load()  # full decode, so truncation fails here rather than later
             img = ImageOps.exif_transpose(img)
         except _DECODE_ERRORS:
-            raise UserError(f"{path}: image is truncated or corrupt") from None
+            raise UserError(f"{name}: image is truncated or corrupt") from None
     try:
         return _to_rgb(img)
     except ValueError:  # e.g. LAB or HSV TIFFs, which Pillow cannot convert to RGB
-        raise UserError(f"{path}: unsupported colour mode {img.mode}") from None
+        raise UserError(f"{name}: unsupported colour mode {img.mode}") from None
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

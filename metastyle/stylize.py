@@ -15,7 +15,7 @@ decoded (and so validated) before the first output is written.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 
 import torch
@@ -149,10 +149,13 @@ def stylize_files(
     tile: int = 512,
     overlap: int = 64,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    transform: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> list[Path]:
     """Stylize image files and folders; return the JPEGs written, in input order.
 
     Images whose long side exceeds ``max_size`` are downscaled first (never upscaled).
+    ``transform(stylized, photo)``, if given, post-processes each result (e.g. colour
+    preservation) before it is saved.
     Every input is loaded once up front, so a bad file raises `UserError` before any output
     exists; each output is written atomically.
     """
@@ -171,6 +174,8 @@ def stylize_files(
         img = load_image(f, max_pixels=max_pixels)
         if max_size is not None and max(img.size) > max_size:
             img = resize_long_side(img, max_size)
-        save_image(stylize_tensor(model, pil_to_tensor(img), tile, overlap), target)
+        photo = pil_to_tensor(img)
+        stylized = stylize_tensor(model, photo, tile, overlap)
+        save_image(transform(stylized, photo) if transform else stylized, target)
         written.append(target)
     return written

@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny synthetic images, a tiny manifest corpus, the seeded random encoder."""
+"""Shared fixtures: tiny synthetic images, a tiny manifest corpus, the seeded random encoder,
+a tiny base generator file."""
 
 import os
 
@@ -54,3 +55,21 @@ def tiny_config_overrides(corpus) -> list[str]:
             "data.eval_styles=1", "generator.width=4", "generator.res_blocks=1",
             'loss.encoder="random"', "adapt.steps=2", "adapt.batch=1", "train.log_every=1",
             "train.eval_every=2", "train.sample_every=2", "train.checkpoint_every=2"]
+
+
+TINY_LOSS = {"encoder": "random", "content_weight": 1.0, "style_weight": 5.0, "tv_weight": 0.1,
+             "content_layers": ["relu2_2"], "style_layers": ["relu1_2", "relu2_2"]}
+
+
+@pytest.fixture
+def base_model(tmp_path):
+    """A width-4 generator file set up like the shipped init, but with the random encoder."""
+    from metastyle import checkpoint
+    from metastyle.generator import Generator, GeneratorConfig
+
+    torch.manual_seed(0)
+    path = tmp_path / "base.safetensors"
+    checkpoint.save_generator(path, Generator(GeneratorConfig(width=4, res_blocks=1)), {
+        "loss": TINY_LOSS, "adapt_subset": "norm",
+        "config": {"data": {"crop": 16, "style_size": 32}}})
+    return path

@@ -1,27 +1,13 @@
 """End-to-end CLI runs on tiny images with the random encoder, and every bad-input kind."""
 
 import pytest
-import torch
 from PIL import Image
 from typer.testing import CliRunner
 
 from metastyle import checkpoint
 from metastyle.cli import app
-from metastyle.generator import Generator, GeneratorConfig
 
 runner = CliRunner()
-LOSS = {"encoder": "random", "content_weight": 1.0, "style_weight": 5.0, "tv_weight": 0.1,
-        "content_layers": ["relu2_2"], "style_layers": ["relu1_2", "relu2_2"]}
-
-
-@pytest.fixture
-def base_model(tmp_path):
-    torch.manual_seed(0)
-    path = tmp_path / "base.safetensors"
-    checkpoint.save_generator(path, Generator(GeneratorConfig(width=4, res_blocks=1)), {
-        "loss": LOSS, "adapt_subset": "norm",
-        "config": {"data": {"crop": 16, "style_size": 32}}})
-    return path
 
 
 @pytest.fixture
@@ -40,7 +26,7 @@ def test_adapt_writes_a_small_delta_and_a_preview_then_stylize_uses_it(base_mode
     result = _ok(runner.invoke(app, ["adapt", str(tiny_corpus / "style/style0.png"), "--base",
                                      str(base_model), "--content", str(content_dir), "-k", "3",
                                      "-o", str(out), "--no-progress"]))
-    assert "3 steps in" in result.stdout and " s," in result.stdout
+    assert "3 steps (norm) in" in result.stdout and " s," in result.stdout
     assert out.stat().st_size < 16 * 1024
     assert (tmp_path / "out" / "s_preview.jpg").is_file()
     _, meta = checkpoint.read(out)
@@ -121,6 +107,33 @@ def test_debug_flag_shows_the_traceback(tmp_path):
 
 def test_every_command_has_help_with_an_example():
     for command in ("adapt", "stylize", "meta-train", "optimize", "train-style", "fetch-weights",
-                    "export-init"):
+                    "export-init", "export", "serve"):
         result = _ok(runner.invoke(app, [command, "--help"]))
         assert "Example" in result.stdout, command
+
+
+def test_stylize_strength_and_preserve_colour_then_export(base_model, content_dir, tiny_corpus,
+                                                          tmp_path):
+    model = tmp_path / "s.safetensors"
+    _ok(runner.invoke(app, ["adapt", str(tiny_corpus / "style/style0.png"), "--base",
+                            str(base_model), "--content", str(content_dir), "-k", "2", "-o",
+                            str(model), "--no-progress"]))
+    photo = str(content_dir / "content0.png")
+    for model_file, folder, flags in ((model, "zero", ["--strength", "0"]),
+                                      (base_model, "base", []),
+                                      (model, "colour", ["--preserve-colour"])):
+        _ok(runner.invoke(app, ["stylize", str(model_file), photo, "-o", str(tmp_path / folder),
+                                *flags]))
+    [zero], [base] = (list((tmp_path / f).glob("*.jpg")) for f in ("zero", "base"))
+    assert zero.read_bytes() == base.read_bytes()  # strength 0 is the base model
+    assert len(list((tmp_path / "colour").glob("*.jpg"))) == 1
+    result = runner.invoke(app, ["stylize", str(model), photo, "--strength", "2"])
+    assert result.exit_code == 2 and "between 0 and 1" in result.stderr
+
+    result = _ok(runner.invoke(app, ["export", str(model), "--format", "torchscript", "-o",
+                                     str(tmp_path / "s.pt")]))
+    assert "MB" in result.stdout and (tmp_path / "s.pt").stat().st_size > 0
+    result = runner.invoke(app, ["export", str(model), "--format", "tflite", "-o",
+                                 str(tmp_path / "s.tflite")])
+    assert result.exit_code == 2 and "choose one of onnx, torchscript" in result.stderr
+    assert result.stderr.count("\n") == 1 and not (tmp_path / "s.tflite").exists()

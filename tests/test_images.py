@@ -274,3 +274,14 @@ def test_list_images_is_sorted_recursive_and_filtered(tmp_path):
 def test_list_images_missing_folder(tmp_path):
     with pytest.raises(UserError, match="nope: folder not found"):
         list_images(tmp_path / "nope")
+
+
+def test_image_from_bytes_validates_like_load_image_and_names_the_upload(photo):
+    img = images.image_from_bytes(photo.read_bytes(), "upload.png")
+    assert img.mode == "RGB" and img.size == (40, 32)
+    for data, phrase in ((b"", "empty"), (b"not an image", "not an image"),
+                         (photo.read_bytes()[:200], "truncated")):
+        with pytest.raises(UserError, match=f"^upload.png: .*{phrase}"):
+            images.image_from_bytes(data, "upload.png")
+    with pytest.raises(UserError, match="too large"):
+        images.image_from_bytes(photo.read_bytes(), "upload.png", max_pixels=100)

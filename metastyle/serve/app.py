@@ -1,0 +1,149 @@
+"""HTTP routes of the style-onboarding service (FastAPI).
+
+An app onboards a style in three calls: upload a style image (202 + a job to poll), poll the
+job's progress, then stylize photos with the new style. Uploads are untrusted: they are size-
+and pixel-limited and fully decoded before any work is queued, and every bad one is a 4xx with
+a one-line JSON ``detail``. The model, steps and content photos are injectable so tests can run
+a tiny generator with the random encoder.
+"""
+
+from __future__ import annotations
+
+import io
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from ..adapt import recommended
+from ..checkpoint import SHIPPED_INIT, read
+from ..errors import UserError
+from ..images import image_from_bytes, resize_long_side
+from ..stylizer import adapt
+from .jobs import JobPool, QueueFull
+from .store import StyleStore, new_id, valid_id
+
+STATIC = Path(__file__).parent / "static"
+MAX_UPLOAD_BYTES = 10 * 2**20
+MAX_PIXELS = 25_000_000
+MAX_OUTPUT_SIDE = 2048
+_FORM_OVERHEAD = 64 * 1024  # multipart boundaries and the small form fields
+
+
+def _not_found(what: str, item_id: str) -> HTTPException:
+    return HTTPException(404, f"unknown {what} {item_id[:40]!r}")
+
+
+def create_app(data_dir: str | Path, base: str | Path | None = None, steps: int | None = None,
+               content=None, workers: int = 1, queue_size: int = 4,
+               max_upload_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_PIXELS) -> FastAPI:
+    """The service; styles live in ``data_dir``, adapted from ``base`` (default: shipped init)
+    in ``steps`` steps (default: the base's choice) on ``content`` photos, as `metastyle.adapt`.
+    """
+    base = Path(base).resolve() if base is not None else SHIPPED_INIT
+    _, base_meta = read(base)  # fail now, not on the first upload, if the base is missing or bad
+    steps = recommended(base_meta, steps, None, None)[0]  # known up front for progress
+    store = StyleStore(data_dir)
+    pool = JobPool(workers, queue_size)
+
+    @asynccontextmanager
+    async def lifespan(_app):
+        yield
+        pool.shutdown()
+
+    app = FastAPI(title="metastyle", lifespan=lifespan)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.exception_handler(UserError)
+    async def bad_input(_request, exc: UserError):
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_form(_request, exc: RequestValidationError):
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'][1:]))}: {e['msg']}"
+                             for e in exc.errors())
+        return JSONResponse({"detail": problems}, status_code=400)
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next):
+        """Refuse an oversized upload from its header, before the body is read."""
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > max_upload_bytes + _FORM_OVERHEAD:
+            return JSONResponse({"detail": f"upload too large (limit {max_upload_bytes} bytes)"},
+                                status_code=413)
+        return await call_next(request)
+
+    def read_image(upload: UploadFile, what: str):
+        name = Path(upload.filename or what).name[:100]
+        data = upload.file.read(max_upload_bytes + 1)
+        if len(data) > max_upload_bytes:
+            raise HTTPException(413, f"{name}: larger than {max_upload_bytes} bytes")
+        return name, image_from_bytes(data, name, max_pixels)
+
+    @app.get("/", include_in_schema=False)
+    def index():
+        return FileResponse(STATIC / "index.html")
+
+    @app.post("/styles", status_code=202)
+    def add_style(style: UploadFile = File(...)):
+        name, image = read_image(style, "style")
+        style_id = new_id()
+
+        def work(job):
+            stylizer = adapt(image, steps, content, base, on_step=job.progress)
+            provenance = stylizer.provenance
+            store.add(style_id, stylizer, {
+                "name": name, "steps": steps, "seconds": provenance["seconds"],
+                "loss_before": provenance["support_loss_before"],
+                "loss_after": provenance["support_loss_after"]})
+
+        try:
+            job = pool.submit(steps, work)
+        except QueueFull:
+            raise HTTPException(429, "busy: too many styles are being learned; "
+                                     "try again in a minute") from None
+        return {"job_id": job.id, "style_id": style_id}
+
+    @app.get("/jobs/{job_id}")
+    def job_status(job_id: str):
+        job = pool.get(job_id) if valid_id(job_id) else None
+        if job is None:
+            raise _not_found("job", job_id)
+        return job.status()
+
+    @app.get("/styles")
+    def list_styles():
+        return store.styles()
+
+    @app.delete("/styles/{style_id}", status_code=204)
+    def delete_style(style_id: str):
+        if not store.delete(style_id):
+            raise _not_found("style", style_id)
+
+    @app.post("/styles/{style_id}/stylize")
+    def stylize(style_id: str, photo: UploadFile = File(...), strength: float = Form(1.0),
+                preserve_colour: bool = Form(False), max_size: int = Form(1024)):
+        stylizer = store.stylizer(style_id)
+        if stylizer is None:
+            raise _not_found("style", style_id)
+        if not 16 <= max_size <= MAX_OUTPUT_SIDE:
+            raise UserError(f"max_size {max_size}: must be between 16 and {MAX_OUTPUT_SIDE}")
+        _, image = read_image(photo, "photo")
+        if max(image.size) > max_size:
+            image = resize_long_side(image, max_size)
+        result = stylizer.stylize(image, strength, preserve_colour)
+        buffer = io.BytesIO()
+        result.save(buffer, format="JPEG", quality=90)
+        return Response(buffer.getvalue(), media_type="image/jpeg")
+
+    return app
+
+
+def run(data_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, **options) -> None:
+    """`metastyle serve`: build the app (``options`` as `create_app`) and serve it."""
+    import uvicorn
+
+    uvicorn.run(create_app(data_dir, **options), host=host, port=port)

@@ -1,0 +1,165 @@
+"""The Python API for apps: learn a style from one image, then stylize photos with it.
+
+The CLI works on files; an app (the web service, a notebook, a batch job) wants objects: an
+image in, a `Stylizer` out, `stylizer.stylize(photo)` returning a PIL image. A `Stylizer` keeps
+the base generator next to the adapted one because the *strength* knob blends their weights:
+adaptation only moves a subset of tensors (by default the instance-norm affines), so
+``strength`` interpolates just those, and 0 gives exactly the base model's output.
+Blending weights rather than outputs costs one network pass instead of two (0.80 s vs 1.26 s
+for a 512 px photo on the 2-core CPU); for the shipped init adapted to styles/mosaic.png the two
+looked the same (mean |difference| 0.0035 at strength 0.5, max 0.12), with slightly lower style
+and total loss for the weight blend at every strength.
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch import nn
+
+from .adapt import adapt_style_file
+from .checkpoint import (
+    SHIPPED_INIT,
+    delta_base_file,
+    load_generator,
+    read,
+    save_delta,
+    save_generator,
+)
+from .colour import keep_photo_colour
+from .corpus import default_content_paths, readable_images
+from .errors import UserError
+from .images import list_images, load_image, pil_to_tensor, save_image, tensor_to_pil
+from .stylize import stylize_tensor
+
+ImageLike = str | Path | Image.Image | torch.Tensor
+
+# Metadata that `save_delta` / `save_generator` derive from the weights; the rest is provenance.
+_STRUCTURAL_KEYS = {"format_version", "kind", "generator", "weights_hash", "base_hash",
+                    "base_path"}
+
+
+class Stylizer:
+    """An adapted generator, the base it was adapted from (if known) and its provenance.
+
+    ``names`` are the tensors adaptation changed; without a base (a full per-style generator)
+    only ``strength=1`` is available.
+    """
+
+    def __init__(self, model: nn.Module, base: nn.Module | None = None,
+                 names: Iterable[str] = (), provenance: dict | None = None,
+                 base_path: str | Path | None = None):
+        self.model = model.eval()
+        self.base = base.eval() if base is not None else None
+        self.names = list(names)
+        self.provenance = dict(provenance or {})
+        self.base_path = Path(base_path) if base_path is not None else None
+
+    def generator(self, strength: float = 1.0) -> nn.Module:
+        """The generator at ``strength`` (0 = base, 1 = adapted): the adapted tensors are
+        linearly interpolated between their base and adapted values."""
+        if not 0.0 <= strength <= 1.0:
+            raise UserError(f"strength {strength}: must be between 0 and 1")
+        if strength == 1.0:
+            return self.model
+        if self.base is None:
+            raise UserError("this model has no base to blend with (a full generator): "
+                            "only strength 1 is available")
+        if strength == 0.0:
+            return self.base
+        adapted, base = self.model.state_dict(), self.base.state_dict()
+        blended = copy.deepcopy(self.model)
+        blended.load_state_dict({**adapted, **{name: torch.lerp(base[name], adapted[name], strength)
+                                               for name in self.names}})
+        return blended
+
+    def stylize(self, image: ImageLike, strength: float = 1.0, preserve_colour: bool = False,
+                tile: int = 512) -> Image.Image:
+        """Stylize a photo (file path, PIL image or (1,)3xHxW tensor in [0, 1]) of any size.
+
+        ``preserve_colour`` keeps the photo's colours (chroma) and takes only the stylized
+        luminance; large photos are processed in ``tile``-sized blended tiles.
+        """
+        photo = as_tensor(image)
+        out = stylize_tensor(self.generator(strength), photo, tile)
+        if preserve_colour:
+            out = keep_photo_colour(out, photo)
+        return tensor_to_pil(out)
+
+    def save(self, path: str | Path) -> None:
+        """A delta against the base file when known (a few KB), else a full generator file."""
+        if Path(path).suffix != ".safetensors":
+            raise UserError(f"{path}: model files must end in .safetensors")
+        if self.base_path is not None:
+            save_delta(path, self.model, self.base_path, self.names, self.provenance)
+        else:
+            save_generator(path, self.model, self.provenance)
+
+
+def as_tensor(image: ImageLike) -> torch.Tensor:
+    """A photo as a (1, 3, H, W) float tensor in [0, 1]; files are validated by `load_image`."""
+    if isinstance(image, torch.Tensor):
+        batch = image.unsqueeze(0) if image.dim() == 3 else image
+        if batch.dim() != 4 or batch.shape[:2] != (1, 3):
+            raise UserError(f"image tensor of shape {tuple(image.shape)}: "
+                            "expected (3, H, W) or (1, 3, H, W)")
+        return batch.float()
+    if isinstance(image, Image.Image):
+        return pil_to_tensor(image)
+    return pil_to_tensor(load_image(image))
+
+
+def _content_paths(content) -> list[Path]:
+    """``None`` -> the bundled sample photos; a folder -> its readable images; else a list."""
+    if content is None:
+        return default_content_paths()
+    if isinstance(content, (str, Path)):
+        return readable_images(list_images(content), f"content ({content})")
+    return [Path(p) for p in content]
+
+
+def adapt(style_image: ImageLike, steps: int | None = None, content=None,
+          base: str | Path | None = None, lr: float | None = None, batch: int = 2, seed: int = 0,
+          on_step: Callable[[int, float], None] | None = None,
+          subset: str | None = None) -> Stylizer:
+    """Learn the style of ``style_image`` (file path, PIL image or tensor) in a few steps.
+
+    ``content``: photos to adapt on (a folder or a list of files; default: scikit-image's
+    sample photos); ``base``: the generator to start from (default: the shipped meta-init);
+    ``steps`` / ``lr`` / ``subset`` default to the base's recommendation (10 / 0.01 / norm when
+    it has none); ``on_step(i, loss)`` is called after each step (i counts from 0).
+    """
+    base_path = Path(base) if base is not None else SHIPPED_INIT
+    contents = _content_paths(content)
+    with tempfile.TemporaryDirectory(prefix="metastyle-style-") as tmp:
+        if isinstance(style_image, (str, Path)):
+            style_path = Path(style_image)
+        else:  # adapt_style_file reads (and hashes) a file
+            style_path = Path(tmp) / "style.png"
+            save_image(style_image if isinstance(style_image, Image.Image)
+                       else as_tensor(style_image), style_path)
+        result, _, provenance = adapt_style_file(style_path, base_path, contents, steps, lr,
+                                                 batch, seed, on_step, subset)
+    base_model, _ = load_generator(base_path)
+    return Stylizer(result.model, base_model, result.names, provenance, base_path)
+
+
+def load_stylizer(path: str | Path) -> Stylizer:
+    """Load an adapted style (delta) or a full generator file as a `Stylizer`."""
+    model, meta = load_generator(path)
+    provenance = {k: v for k, v in meta.items() if k not in _STRUCTURAL_KEYS}
+    if meta["kind"] != "delta":
+        return Stylizer(model, provenance=provenance)
+    base_path = delta_base_file(path, meta)
+    base, _ = load_generator(base_path)
+    return Stylizer(model, base, read(path)[0], provenance, base_path)
+
+
+def stylize(model_path: str | Path, image: ImageLike, **options) -> Image.Image:
+    """One-off: load a model file and stylize one photo (``options`` as `Stylizer.stylize`)."""
+    return load_stylizer(model_path).stylize(image, **options)

@@ -1,0 +1,59 @@
+"""Tests for metastyle.export: exported files run at sizes the trace never saw, like PyTorch."""
+
+import numpy as np
+import pytest
+import torch
+
+from metastyle.errors import UserError
+from metastyle.export import export_file, export_generator
+from metastyle.generator import Generator, GeneratorConfig
+
+# The trace input is 64x64. 44x60 checks that sizes are dynamic at all; 45x61 and 33x17 are not
+# multiples of 4, so they also need the internal padding the 64x64 trace did not (by 0) use.
+UNSEEN = [(44, 60), (45, 61), (33, 17)]
+
+
+@pytest.fixture
+def tiny():
+    torch.manual_seed(0)
+    return Generator(GeneratorConfig(width=4, res_blocks=1)).eval()
+
+
+def _reference(model, image):
+    with torch.no_grad():
+        return model(image).numpy()
+
+
+def test_onnx_runs_at_unseen_sizes_like_pytorch(tiny, tmp_path):
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    path = tmp_path / "tiny.onnx"
+    export_generator(tiny, path, "onnx")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["image"]
+    for height, width in UNSEEN:
+        image = torch.rand(1, 3, height, width)
+        (out,) = session.run(None, {"image": image.numpy()})
+        assert out.shape == (1, 3, height, width)
+        assert np.abs(out - _reference(tiny, image)).max() < 1e-4
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+def test_torchscript_runs_at_unseen_sizes_and_batches_like_pytorch(tiny, tmp_path):
+    path = tmp_path / "tiny.pt"
+    export_generator(tiny, path, "torchscript")
+    loaded = torch.jit.load(str(path))
+    for height, width in UNSEEN:
+        image = torch.rand(2, 3, height, width)
+        with torch.no_grad():
+            out = loaded(image).numpy()
+        assert np.abs(out - _reference(tiny, image)).max() < 1e-4
+
+
+def test_export_file_uses_the_model_file_and_strength(base_model, tmp_path):
+    path = tmp_path / "base.pt"
+    export_file(base_model, path, "torchscript", strength=1.0)
+    assert path.stat().st_size > 0 and not list(tmp_path.glob(".base.pt*"))
+    with pytest.raises(UserError, match="choose one of onnx, torchscript"):
+        export_file(base_model, tmp_path / "x.tflite", "tflite")
+    assert not (tmp_path / "x.tflite").exists()

@@ -1,0 +1,196 @@
+"""Tests for `metastyle serve` (FastAPI TestClient): the onboarding flow, bad uploads, unknown
+ids, the bounded queue, persistence across restarts, delete. Tiny base model, 2 steps."""
+
+import io
+import re
+import threading
+import time
+
+import pytest
+from PIL import Image
+
+pytest.importorskip("fastapi")
+
+from fastapi.testclient import TestClient  # noqa: E402
+
+import metastyle.serve.app as serve_app  # noqa: E402
+from metastyle.errors import UserError  # noqa: E402
+from metastyle.serve import create_app  # noqa: E402
+
+HEX32 = re.compile(r"[0-9a-f]{32}")
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    return tmp_path / "styles"
+
+
+@pytest.fixture
+def make_client(data_dir, base_model, tiny_corpus):
+    def make(**options):
+        app = create_app(data_dir, base=base_model, steps=2, content=tiny_corpus / "content",
+                         **options)
+        return TestClient(app)
+
+    return make
+
+
+@pytest.fixture
+def style_png(tiny_corpus):
+    return (tiny_corpus / "style/style0.png").read_bytes()
+
+
+def upload(client, data, name="style0.png"):
+    return client.post("/styles", files={"style": (name, data, "image/png")})
+
+
+def wait_for_job(client, job_id, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = client.get(f"/jobs/{job_id}").json()
+        if status["state"] in ("done", "failed"):
+            return status
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} still {status['state']} after {timeout} s")
+
+
+def learn(client, data):
+    response = upload(client, data)
+    assert response.status_code == 202, response.text
+    ids = response.json()
+    assert wait_for_job(client, ids["job_id"])["state"] == "done"
+    return ids["style_id"]
+
+
+def stylize(client, style_id, photo_path, **form):
+    return client.post(f"/styles/{style_id}/stylize", data=form,
+                       files={"photo": ("photo.png", photo_path.read_bytes(), "image/png")})
+
+
+def test_upload_poll_then_stylize_returns_a_jpeg(make_client, style_png, photo):
+    with make_client() as client:
+        response = upload(client, style_png)
+        assert response.status_code == 202
+        ids = response.json()
+        assert HEX32.fullmatch(ids["job_id"]) and HEX32.fullmatch(ids["style_id"])
+        status = wait_for_job(client, ids["job_id"])
+        assert status == {"state": "done", "step": 2, "steps": 2, "loss": status["loss"],
+                          "eta_seconds": 0.0, "error": None}
+        assert status["loss"] > 0
+        [listed] = client.get("/styles").json()
+        assert listed["id"] == ids["style_id"] and listed["name"] == "style0.png"
+        assert listed["steps"] == 2 and listed["loss_after"] > 0
+
+        result = stylize(client, ids["style_id"], photo, strength="0.5", preserve_colour="true",
+                         max_size="32")
+        assert result.status_code == 200 and result.headers["content-type"] == "image/jpeg"
+        image = Image.open(io.BytesIO(result.content))
+        assert image.format == "JPEG" and image.size == (32, 26)  # 40x32 scaled to long side 32
+        assert stylize(client, ids["style_id"], photo).status_code == 200  # form defaults
+
+        for form, phrase in (({"strength": "1.5"}, "between 0 and 1"),
+                             ({"max_size": "5"}, "max_size"),
+                             ({"strength": "lots"}, "strength")):
+            bad = stylize(client, ids["style_id"], photo, **form)
+            assert bad.status_code == 400 and phrase in bad.json()["detail"]
+
+
+def test_the_page_and_its_assets_are_served(make_client):
+    with make_client() as client:
+        page = client.get("/")
+        assert page.status_code == 200 and 'id="style-file"' in page.text
+        assert "http" not in page.text.replace("http-equiv", "")  # no CDN: works offline
+        assert client.get("/static/app.js").status_code == 200
+        assert client.get("/static/style.css").status_code == 200
+
+
+@pytest.mark.parametrize("kind, status, phrase", [
+    ("not an image", 400, "not an image"),
+    ("empty", 400, "empty"),
+    ("too many bytes", 413, "larger than 2000 bytes"),
+    ("too many bytes (header)", 413, "upload too large"),
+    ("too many pixels", 400, "too large"),
+    ("no file field", 400, "style"),
+])
+def test_bad_uploads_get_a_4xx_with_a_one_line_detail(make_client, kind, status, phrase):
+    big_but_small_file = io.BytesIO()
+    Image.new("RGB", (64, 64)).save(big_but_small_file, "PNG")  # 4096 px in ~100 bytes
+    with make_client(max_upload_bytes=2000, max_pixels=1000) as client:
+        data = {"not an image": b"hello, not an image", "empty": b"",
+                "too many bytes": b"\x89PNG" + bytes(3000),
+                "too many bytes (header)": bytes(100_000),
+                "too many pixels": big_but_small_file.getvalue()}.get(kind)
+        if kind == "no file field":
+            response = client.post("/styles", data={"other": "x"})
+        else:
+            response = upload(client, data, name="upload.png")
+        assert response.status_code == status, response.text
+        detail = response.json()["detail"]
+        assert phrase in detail and "\n" not in detail
+        assert client.get("/styles").json() == []
+
+
+def test_unknown_and_malformed_ids_are_404(make_client, photo):
+    unknown = "0" * 32
+    with make_client() as client:
+        for response in (client.get(f"/jobs/{unknown}"), client.get("/jobs/not-an-id"),
+                         client.delete(f"/styles/{unknown}"), client.delete("/styles/..x"),
+                         stylize(client, unknown, photo), stylize(client, "..x", photo)):
+            assert response.status_code == 404, response.text
+            assert "unknown" in response.json()["detail"]
+        for path in ("/styles/..%2F..%2Fbase.safetensors", "/jobs/%2E%2E%2Fx"):
+            assert client.delete(path).status_code in (404, 405)
+            assert client.get(path).status_code in (404, 405)
+
+
+def test_a_full_queue_answers_429_at_once(make_client, style_png, monkeypatch):
+    release, started = threading.Event(), threading.Event()
+    real_adapt = serve_app.adapt
+
+    def blocked_adapt(*args, **kwargs):
+        started.set()
+        release.wait(30)
+        return real_adapt(*args, **kwargs)
+
+    monkeypatch.setattr(serve_app, "adapt", blocked_adapt)
+    with make_client(workers=1, queue_size=1) as client:
+        running = upload(client, style_png).json()
+        assert started.wait(30)
+        waiting = upload(client, style_png).json()
+        assert client.get(f"/jobs/{waiting['job_id']}").json()["state"] == "queued"
+        assert client.get(f"/jobs/{running['job_id']}").json()["state"] == "running"
+        start = time.monotonic()
+        refused = upload(client, style_png)
+        assert refused.status_code == 429 and "busy" in refused.json()["detail"]
+        assert time.monotonic() - start < 5
+        release.set()
+        for ids in (running, waiting):
+            assert wait_for_job(client, ids["job_id"])["state"] == "done"
+        assert upload(client, style_png).status_code == 202  # room again
+
+
+def test_a_failed_adaptation_is_reported_and_not_listed(make_client, style_png, monkeypatch):
+    def failing_adapt(*args, **kwargs):
+        raise UserError("content (photos/): no readable content images")
+
+    monkeypatch.setattr(serve_app, "adapt", failing_adapt)
+    with make_client() as client:
+        status = wait_for_job(client, upload(client, style_png).json()["job_id"])
+        assert status["state"] == "failed" and "no readable content" in status["error"]
+        assert client.get("/styles").json() == []
+
+
+def test_styles_persist_across_restarts_and_can_be_deleted(make_client, style_png, photo,
+                                                            data_dir):
+    with make_client() as client:
+        style_id = learn(client, style_png)
+    assert sorted(p.name for p in data_dir.iterdir()) == [f"{style_id}.json",
+                                                          f"{style_id}.safetensors"]
+    with make_client() as client:  # a new app on the same folder
+        assert [s["id"] for s in client.get("/styles").json()] == [style_id]
+        assert stylize(client, style_id, photo).status_code == 200
+        assert client.delete(f"/styles/{style_id}").status_code == 204
+        assert client.get("/styles").json() == []
+        assert stylize(client, style_id, photo).status_code == 404
+        assert client.delete(f"/styles/{style_id}").status_code == 404
+    assert list(data_dir.iterdir()) == []
