@@ -24,37 +24,40 @@ from .losses import PerceptualLoss
 
 
 def gatys(content: torch.Tensor, style_targets: dict, loss_fn: PerceptualLoss, steps: int,
-          method: str = "lbfgs", lr: float = 0.05,
+          method: str = "lbfgs", lr: float = 0.02,
           on_step: Callable[[int, float], None] | None = None) -> tuple[torch.Tensor, list[float]]:
     """Optimize an image, starting from the photo, to minimize the perceptual loss.
 
-    Pixels are parametrized as ``sigmoid(z)`` so they stay in [0,1] without clamping, which
-    L-BFGS's line search would not tolerate. Returns the image and the loss per step.
+    The loss sees ``pixels.clamp(0, 1)``. L-BFGS runs as one call of ``steps`` iterations:
+    stepping it one iteration per call (or through a sigmoid parametrization) stalled after
+    the first line search on some images (experiments/LOG.md). Returns the image and the loss
+    at each function evaluation (L-BFGS) or step (Adam).
     """
     content_feats = loss_fn.content_targets(content)
-    z = torch.logit(content.clamp(0.02, 0.98)).clone(memory_format=torch.contiguous_format)
-    z.requires_grad_(True)
+    pixels = content.clone(memory_format=torch.contiguous_format).requires_grad_(True)
     losses: list[float] = []
 
     def evaluate() -> torch.Tensor:
-        loss = loss_fn(torch.sigmoid(z), content_feats, style_targets)["total"]
+        loss = loss_fn(pixels.clamp(0.0, 1.0), content_feats, style_targets)["total"]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        losses.append(loss.item())
+        if on_step:
+            on_step(min(len(losses), steps) - 1, loss.item())
         return loss
 
     if method == "lbfgs":
-        optimizer = torch.optim.LBFGS([z], lr=1.0, max_iter=1, history_size=50,
+        optimizer = torch.optim.LBFGS([pixels], lr=1.0, max_iter=steps, history_size=50,
+                                      tolerance_grad=0.0, tolerance_change=0.0,
                                       line_search_fn="strong_wolfe")
+        optimizer.step(evaluate)
     elif method == "adam":
-        optimizer = torch.optim.Adam([z], lr=lr)
+        optimizer = torch.optim.Adam([pixels], lr=lr)
+        for _ in range(steps):
+            optimizer.step(evaluate)
     else:
         raise ValueError(f"unknown Gatys method {method!r} (lbfgs or adam)")
-    for step in range(steps):
-        loss = optimizer.step(evaluate)
-        losses.append(loss.item())
-        if on_step:
-            on_step(step, loss.item())
-    return torch.sigmoid(z).detach(), losses
+    return pixels.detach().clamp(0.0, 1.0), losses
 
 
 def train_per_style(style_targets: dict, loss_fn: PerceptualLoss, contents: list[Path],
