@@ -71,18 +71,26 @@ def score(model: nn.Module, loss_fn: PerceptualLoss, targets: dict, photos: list
     return sums
 
 
-def curve(model, loss_fn, targets, support, photos, ks, lr, regime, batch):
-    """Adapt for max(ks) steps, scoring the held-out photos at each k in ``ks``."""
+def curve(model, loss_fn, targets, support, photos, ks, lr, regime, batch, show_k=None):
+    """Adapt for max(ks) steps, scoring the held-out photos at each k in ``ks``.
+
+    Returns the scores per k, the adaptation result and (when ``show_k`` is given) the first
+    photo as stylized after ``show_k`` steps, for the image grid.
+    """
     points: dict[int, dict] = {}
+    shown: list[torch.Tensor] = []
     wanted = set(ks)
 
     def probe(k, current):
         if k in wanted:
             points[k] = score(current, loss_fn, targets, photos)
+        if k == show_k:
+            with torch.no_grad():
+                shown.append(current(photos[0]))
 
     result = adapt(model, loss_fn, targets, cycle_batches(support, batch), max(ks), lr, regime,
                    probe=probe)
-    return points, result
+    return points, result, (shown[0] if shown else None)
 
 
 def tune_learning_rate(model, loss_fn, styles, support, photos, lrs, regime, steps, batch):
@@ -143,11 +151,14 @@ def run_bench(cfg: BenchConfig, out_dir: Path, progress: bool = True) -> dict:
             name = f"{init_name}/{regime}"
             entry = {"init": init_name, "regime": regime, "lr": lr,
                      "lr_tuning": {str(k): v for k, v in table.items()},
-                     "ks": sorted(set(cfg.ks)), "terms": [], "seconds": 0.0, "outputs": []}
+                     "ks": sorted(set(cfg.ks) | {cfg.default_k}), "terms": [], "seconds": 0.0}
+            grid[name] = []
             start = time.perf_counter()
             for target in targets:
-                points, result = curve(model, loss_fn, target, data["support"], data["photos"],
-                                       entry["ks"], lr, regime, cfg.batch)
+                points, result, shown = curve(model, loss_fn, target, data["support"],
+                                              data["photos"], entry["ks"], lr, regime, cfg.batch,
+                                              show_k=cfg.default_k)
+                grid[name].append(shown)
                 entry["terms"].append([points[k] for k in entry["ks"]])
                 entry["seconds"] += result.seconds
                 done += 1
@@ -156,7 +167,6 @@ def run_bench(cfg: BenchConfig, out_dir: Path, progress: bool = True) -> dict:
             entry["seconds_per_step"] = entry["seconds"] / (len(targets) * max(entry["ks"]))
             entry["model_bytes"] = _delta_bytes(result.model, result.names, meta_meta, out_dir)
             results["methods"][name] = entry
-            grid[name] = [_grid_output(model, loss_fn, t, data, lr, regime, cfg) for t in targets]
     bar.close()
     results["methods"]["per-style"], grid["per-style"] = _per_style(cfg, setting, loss_fn, targets,
                                                                    data, meta_model, out_dir)
@@ -196,14 +206,6 @@ def _bench_data(cfg: BenchConfig, setting: Setting) -> dict:
             "support": support, "train_contents": train_contents,
             "tune_styles": [load_style(p) for p in tune_styles], "tune_support": tune_support,
             "tune_photos": tune_photos}
-
-
-def _grid_output(model, loss_fn, targets, data, lr, regime, cfg) -> torch.Tensor:
-    """The first scored photo stylized after ``default_k`` steps (for the image grid)."""
-    adapted = adapt(model, loss_fn, targets, cycle_batches(data["support"], cfg.batch),
-                    cfg.default_k, lr, regime).model
-    with torch.no_grad():
-        return adapted(data["photos"][0])
 
 
 def _per_style(cfg, setting, loss_fn, targets, data, like: nn.Module, out_dir: Path):
@@ -276,13 +278,13 @@ def summarize(results: dict, cfg: BenchConfig) -> dict:
         summary["steps_to_target"][name] = {
             f"{round(factor * 100)}%": _steps_to(entry, per_style, factor)
             for factor in (0.9, 1.0, 1.1)}
-    k_index = sorted(set(cfg.ks)).index(cfg.default_k) if cfg.default_k in cfg.ks else None
-    if k_index is not None:
-        for regime in cfg.regimes:
-            meta_at_k = [style[k_index]["total"] for style in methods[f"meta/{regime}"]["terms"]]
-            summary.setdefault("steps_to_meta_at_default_k", {})[regime] = {
-                init: _steps_to(methods[f"{init}/{regime}"], meta_at_k, 1.0)
-                for init in ("scratch", "joint") if f"{init}/{regime}" in methods}
+    for regime in cfg.regimes:
+        meta = methods[f"meta/{regime}"]
+        k_index = meta["ks"].index(cfg.default_k)
+        meta_at_k = [style[k_index]["total"] for style in meta["terms"]]
+        summary.setdefault("steps_to_meta_at_default_k", {})[regime] = {
+            init: _steps_to(methods[f"{init}/{regime}"], meta_at_k, 1.0)
+            for init in ("scratch", "joint") if f"{init}/{regime}" in methods}
     for init in dict.fromkeys(e["init"] for e in methods.values() if "init" in e):
         names = [f"{init}/{r}" for r in cfg.regimes]
         summary["best_regime"][init] = {
