@@ -120,6 +120,25 @@ def bench_cmd(
     typer.echo(f"report: {output / 'report.md'}")
 
 
+@app.command("plot-runs")
+@user_errors
+def plot_runs_cmd(
+    run_dirs: List[Path] = typer.Argument(..., help="Training run folders."),
+    output: Path = typer.Option(..., "-o", "--output", help="PNG to write."),
+):
+    """Plot (and print) the held-out checks of training runs side by side.
+
+    Example: metastyle plot-runs experiments/runs/cpu experiments/runs/cpu-joint -o curves.png
+    """
+    from .report import plot_heldout_checks
+
+    for path in run_dirs:
+        if not (path / "metrics.jsonl").is_file():
+            raise UserError(f"{path}: no metrics.jsonl (not a run folder)")
+    for name, rows in plot_heldout_checks(run_dirs, output).items():
+        typer.echo(f"{name}: " + ", ".join(f"{s}: {a:.3f}->{b:.3f}" for s, a, b in rows))
+
+
 @app.command("fetch-weights")
 @user_errors
 def fetch_weights_cmd():

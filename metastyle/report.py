@@ -184,3 +184,39 @@ def write_report(results: dict, grid: dict, data: dict, out_dir: Path) -> None:
     image_grid(grid, data, out_dir / "grid.jpg")
     columns = ["photo", "style"] + [m for m in grid if m != "photo"]
     atomic_write_bytes(out_dir / "report.md", markdown(results, columns).encode())
+
+
+def plot_heldout_checks(run_dirs: list[Path], path: Path) -> dict:
+    """The periodic held-out check of training runs (loss before / after K adaptation steps).
+
+    Returns ``{run name: [(step, k0, kK), ...]}`` so the caller can print the numbers too.
+    """
+    import json
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = {}
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for run_dir, colour in zip(run_dirs, ("tab:red", "tab:blue", "tab:green", "tab:gray")):
+        records = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").open()]
+        checks = [r for r in records if "heldout_k0" in r]
+        if not checks:
+            continue
+        k_key = next(k for k in checks[0] if k.startswith("heldout_k") and k != "heldout_k0")
+        rows = [(r["step"], r["heldout_k0"], r[k_key]) for r in checks]
+        curves[Path(run_dir).name] = rows
+        steps = [r[0] for r in rows]
+        ax.plot(steps, [r[1] for r in rows], ":", color=colour, label=f"{Path(run_dir).name} k=0")
+        ax.plot(steps, [r[2] for r in rows], "-", color=colour,
+                label=f"{Path(run_dir).name} {k_key.removeprefix('heldout_')}")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("total loss, held-out styles and photos")
+    ax.set_title("Held-out check during training")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return curves

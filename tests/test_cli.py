@@ -107,7 +107,7 @@ def test_debug_flag_shows_the_traceback(tmp_path):
 
 def test_every_command_has_help_with_an_example():
     for command in ("adapt", "stylize", "meta-train", "optimize", "train-style", "fetch-weights",
-                    "export-init", "export", "serve"):
+                    "export-init", "plot-runs", "export", "serve"):
         result = _ok(runner.invoke(app, [command, "--help"]))
         assert "Example" in result.stdout, command
 

@@ -14,6 +14,7 @@ from conftest import tiny_config_overrides
 from metastyle import checkpoint
 from metastyle.config import load_config
 from metastyle.errors import UserError
+from metastyle.report import plot_heldout_checks
 from metastyle.train import CHECKPOINT, RunState, TrainingDiverged, export_init, meta_train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,6 +76,8 @@ def test_run_folder_contents_and_exported_init(tiny_corpus, tmp_path):
     model, meta = checkpoint.load_generator(tmp_path / "init.safetensors")
     assert meta["kind"] == "generator" and meta["step"] == 2
     assert meta["adapt_subset"] == "norm" and meta["encoder"] == "random"
+    rows = plot_heldout_checks([run_dir], tmp_path / "checks.png")["run"]
+    assert [r[0] for r in rows] == [2] and (tmp_path / "checks.png").stat().st_size > 0
     state = RunState.load(run_dir / CHECKPOINT)
     for name, tensor in model.state_dict().items():
         assert (tensor == state.learner.model.state_dict()[name]).all()
