@@ -7,8 +7,9 @@ Skips (with the reason) when /usr/bin/chromium or the playwright package is miss
 used through ``executable_path``.
 
 With METASTYLE_SCREENSHOT=path the run uses the shipped init, the real encoder, a bundled style
-and a scikit-image sample photo instead of the tiny model, and saves the page there (that is
-how docs/serve_screenshot.png is made); otherwise the screenshot goes to tmp_path.
+(or the image in METASTYLE_SCREENSHOT_STYLE) and a scikit-image sample photo instead of the tiny
+model, and saves the page there (that is how docs/serve_screenshot.png is made); otherwise the
+screenshot goes to tmp_path.
 """
 
 import os
@@ -46,7 +47,8 @@ def setup(tmp_path, base_model, tiny_corpus, photo):
     from skimage import data
 
     Image.fromarray(data.chelsea()).resize((384, 256)).save(tmp_path / "chelsea.jpg")
-    return ({"steps": 10}, ROOT / "styles/mosaic.png", tmp_path / "chelsea.jpg",
+    style = Path(os.environ.get("METASTYLE_SCREENSHOT_STYLE", ROOT / "styles/mosaic.png"))
+    return ({"steps": 10}, style, tmp_path / "chelsea.jpg",
             Path(SCREENSHOT), 600)
 
 
