@@ -21,8 +21,8 @@ from .checkpoint import load_generator, save_delta
 from .config import LossConfig
 from .corpus import random_crops
 from .encoders import load_encoder
-from .generator import adapt_parameter_names
 from .errors import UserError
+from .generator import adapt_parameter_names
 from .images import check_output_suffix, load_image, pil_to_tensor, resize_long_side, save_image
 from .losses import LossWeights, PerceptualLoss
 from .stylize import stylize_tensor
@@ -100,11 +100,10 @@ def loss_weights(loss_cfg: LossConfig) -> LossWeights:
                        tuple(loss_cfg.content_layers), tuple(loss_cfg.style_layers))
 
 
-def adaptation_crops(contents: list, count: int, crop: int, seed: int) -> torch.Tensor:
-    """A fixed support set of ``count`` random crops (cycled through by the K steps)."""
-    gen = torch.Generator().manual_seed(seed)
-    crops = [random_crops(contents, 1, crop, gen)[0] for _ in range(count)]
-    return torch.cat(crops)
+def adaptation_crops(contents: list, count: int, crop: int, gen: torch.Generator) -> torch.Tensor:
+    """A fixed support set of ``count`` random crops (cycled through by the K steps); crops may
+    share a photo, so a handful of photos is enough."""
+    return torch.cat([random_crops(contents, 1, crop, gen)[0] for _ in range(count)])
 
 
 def recommended(meta: dict, steps: int | None, lr: float | None, subset: str | None):
@@ -132,7 +131,8 @@ def adapt_style_file(style_path, base_path, contents: list, steps: int | None = 
     loss_cfg = LossConfig(**meta.get("loss", train_cfg.get("loss", {})))
     loss_fn = PerceptualLoss(load_encoder(loss_cfg.encoder), loss_weights(loss_cfg))
     style = pil_to_tensor(resize_long_side(style_img, data.get("style_size", 192)))
-    support = adaptation_crops(contents, max(batch * 2, 4), data.get("crop", 96), seed)
+    support = adaptation_crops(contents, max(batch * 2, 4), data.get("crop", 96),
+                               torch.Generator().manual_seed(seed))
     targets = loss_fn.style_targets(style)
     before = evaluate_terms(base, loss_fn, targets, support)["total"]
     result = adapt(base, loss_fn, targets, cycle_batches(support, batch), steps, lr, subset,

@@ -18,10 +18,10 @@ import torch
 from torch import nn
 
 from . import checkpoint
-from .adapt import adapt, cycle_batches, loss_weights
+from .adapt import adapt, adaptation_crops, cycle_batches, loss_weights
 from .baselines import gatys, train_per_style
 from .config import BenchConfig, LossConfig, config_from_dict
-from .corpus import image_paths, random_crops
+from .corpus import image_paths
 from .encoders import load_encoder
 from .errors import UserError
 from .generator import Generator, adapt_parameter_names
@@ -198,11 +198,9 @@ def _bench_data(cfg: BenchConfig, setting: Setting) -> dict:
     def photo(path):
         return pil_to_tensor(resize_long_side(load_image(path), cfg.eval_size))
 
-    support = torch.cat([random_crops(rest, 1, setting.crop, gen)[0]
-                         for _ in range(cfg.support_crops)])
+    support = adaptation_crops(rest, cfg.support_crops, setting.crop, gen)
     train_contents = image_paths(data_cfg, "content", "train")
-    tune_support = torch.cat([random_crops(train_contents, 1, setting.crop, gen)[0]
-                              for _ in range(cfg.support_crops)])
+    tune_support = adaptation_crops(train_contents, cfg.support_crops, setting.crop, gen)
     tune_photos = [photo(p) for p in _evenly(train_contents, cfg.eval_photos)]
     tune_styles = _evenly(image_paths(data_cfg, "style", "train"), cfg.tune_styles)
     return {"styles": styles, "style_tensors": [load_style(p) for p in styles],
