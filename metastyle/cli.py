@@ -60,10 +60,14 @@ def meta_train_cmd(
 
     Example: metastyle meta-train experiments/cpu.toml --set train.steps=200
     """
+    cfg = _load_config(config, list(set_) + ([f"train.wandb={wandb}"] if wandb else []))
+    _train(cfg, run_dir or Path("experiments/runs") / config.stem, resume, progress)
+
+
+def _train(cfg, run_dir: Path, resume: bool, progress: bool) -> None:
+    """Run meta-training (or its joint control); a diverged run exits 1 with one line."""
     from .train import TrainingDiverged, meta_train
 
-    cfg = _load_config(config, list(set_) + ([f"train.wandb={wandb}"] if wandb else []))
-    run_dir = run_dir or Path("experiments/runs") / config.stem
     try:
         ckpt = meta_train(cfg, run_dir, resume=resume, progress=progress)
     except TrainingDiverged as exc:
@@ -91,12 +95,10 @@ def train_joint_cmd(
 
     Example: metastyle train-joint experiments/cpu.toml
     """
-    from .train import joint_overrides, meta_train
+    from .train import joint_config
 
-    cfg = _load_config(config, list(set_))
-    cfg = _load_config(config, list(set_) + joint_overrides(cfg))
-    run_dir = run_dir or Path("experiments/runs") / f"{config.stem}-joint"
-    typer.echo(f"checkpoint: {meta_train(cfg, run_dir, resume=resume, progress=progress)}")
+    cfg = joint_config(_load_config(config, list(set_)))
+    _train(cfg, run_dir or Path("experiments/runs") / f"{config.stem}-joint", resume, progress)
 
 
 @app.command("bench")

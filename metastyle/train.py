@@ -7,6 +7,7 @@ the episode RNG and the loss statistics, so a run killed at any moment resumes a
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -140,11 +141,11 @@ class RunState:
                                        f"{self.best_ema:.3g}")
 
 
-def joint_overrides(config: Config) -> list[str]:
+def joint_config(config: Config) -> Config:
     """Turn a meta-training config into its joint-training control (no inner loop)."""
     m = config.meta
-    return ["meta.inner_steps=0", "meta.meta_sgd=false", "meta.support=0",
-            f"meta.query={m.support + m.query}"]
+    return dataclasses.replace(config, meta=dataclasses.replace(
+        m, inner_steps=0, meta_sgd=False, support=0, query=m.support + m.query))
 
 
 def export_init(run_dir: Path, out: Path, recommend: dict | None = None) -> None:
