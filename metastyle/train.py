@@ -178,6 +178,8 @@ def meta_train(config: Config, run_dir: Path, resume: bool = False, progress: bo
         if ckpt.exists():
             raise UserError(f"{run_dir}: run folder already has a checkpoint; use --resume")
         state = RunState(config)
+        if config.meta.init:
+            warm_start(state.learner.model, Path(config.meta.init))
     set_threads(config.train.threads)
     device = choose_device(config.train.device)
     state.learner.to(device)
@@ -222,6 +224,16 @@ def meta_train(config: Config, run_dir: Path, resume: bool = False, progress: bo
         bar.close()
         tracker.close()
     return ckpt
+
+
+def warm_start(model: Generator, path: Path) -> None:
+    """Start a run from an existing generator (e.g. a shorter run's init) instead of random
+    weights; the Meta-SGD rates and Adam state start fresh, so a new recipe can take over."""
+    source, meta = checkpoint.load_generator(path)
+    if meta["generator"] != model.config.to_dict():
+        raise UserError(f"{path}: generator {meta['generator']} does not match the config's "
+                        f"{model.config.to_dict()}")
+    model.load_state_dict(source.state_dict())
 
 
 def _resumable(saved: Config, requested: Config) -> Config:

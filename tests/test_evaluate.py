@@ -6,6 +6,7 @@ import pytest
 
 from conftest import tiny_config_overrides
 from metastyle.config import BenchConfig, load_config
+from metastyle.errors import UserError
 from metastyle.evaluate import _evenly, _steps_to, run_bench
 from metastyle.train import export_init, meta_train
 
@@ -48,6 +49,25 @@ def test_bench_writes_every_method_curve_report_and_is_deterministic(tiny_corpus
     assert second["summary"]["curves"] == first["summary"]["curves"]
     saved = json.loads((tmp_path / "a" / "results.json").read_text())
     assert saved["summary"]["curves"] == first["summary"]["curves"]
+
+
+def test_validation_run_compares_candidates_without_touching_heldout(tiny_corpus, tiny_init,
+                                                                   tmp_path):
+    cfg = _bench_config(tiny_corpus, tiny_init, split='"train"', joint_init='""',
+                        candidates=f'{{k3="{tiny_init}"}}', regimes='["norm"]', gatys_steps=0,
+                        peers="[]")
+    results = run_bench(cfg, tmp_path / "val", progress=False)
+    assert set(results["methods"]) == {"meta/norm", "k3/norm", "scratch/norm", "per-style"}
+    # same weights, same seeds: the candidate's curve equals the meta-init's
+    assert results["summary"]["curves"]["k3/norm"] == results["summary"]["curves"]["meta/norm"]
+    train_styles = [f"style{i}.png" for i in range(4)]  # tiny_corpus: styles 4, 5 are held out
+    tune_style = _evenly(train_styles, 1)[0]
+    assert results["styles"] and set(results["styles"]) <= set(train_styles) - {tune_style}
+    report = (tmp_path / "val" / "report.md").read_text()
+    assert "validation (train) styles" in report and "held-out" not in report
+    with pytest.raises(UserError, match="split"):
+        run_bench(_bench_config(tiny_corpus, tiny_init, split='"test"'), tmp_path / "x",
+                  progress=False)
 
 
 def test_steps_to_target_and_even_selection():

@@ -15,7 +15,8 @@ from metastyle import checkpoint
 from metastyle.config import load_config
 from metastyle.errors import UserError
 from metastyle.report import plot_heldout_checks
-from metastyle.train import CHECKPOINT, RunState, TrainingDiverged, export_init, meta_train
+from metastyle.train import (CHECKPOINT, RunState, TrainingDiverged, export_init, meta_train,
+                             warm_start)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -81,6 +82,30 @@ def test_run_folder_contents_and_exported_init(tiny_corpus, tmp_path):
     state = RunState.load(run_dir / CHECKPOINT)
     for name, tensor in model.state_dict().items():
         assert (tensor == state.learner.model.state_dict()[name]).all()
+
+
+def test_a_staged_run_starts_from_another_runs_init(tiny_corpus, tmp_path):
+    overrides = tiny_config_overrides(tiny_corpus) + ["train.steps=2"]
+    meta_train(load_config(None, overrides), tmp_path / "stage1", progress=False)
+    export_init(tmp_path / "stage1", tmp_path / "stage1.safetensors")
+    source, _ = checkpoint.load_generator(tmp_path / "stage1.safetensors")
+    staged = load_config(None, overrides + [f"meta.init='{tmp_path / 'stage1.safetensors'}'",
+                                            "meta.inner_steps=2"])
+    fresh = RunState(staged)
+    assert any((a != b).any() for a, b in zip(fresh.learner.model.state_dict().values(),
+                                             source.state_dict().values()))
+    warm_start(fresh.learner.model, Path(staged.meta.init))
+    for name, tensor in source.state_dict().items():
+        assert (fresh.learner.model.state_dict()[name] == tensor).all(), name
+    meta_train(staged, tmp_path / "stage2", progress=False)  # runs, then resumes without the file
+    (tmp_path / "stage1.safetensors").unlink()
+    meta_train(load_config(None, overrides + [f"meta.init='{tmp_path / 'stage1.safetensors'}'",
+                                              "meta.inner_steps=2", "train.steps=3"]),
+               tmp_path / "stage2", resume=True, progress=False)
+    export_init(tmp_path / "stage1", tmp_path / "stage1.safetensors")
+    wider = RunState(load_config(None, overrides + ["generator.width=6"])).learner.model
+    with pytest.raises(UserError, match="does not match"):
+        warm_start(wider, tmp_path / "stage1.safetensors")
 
 
 def test_refuses_to_overwrite_a_run_or_resume_with_another_recipe(tiny_corpus, tmp_path):
