@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -116,19 +116,24 @@ def recommended(meta: dict, steps: int | None, lr: float | None, subset: str | N
 def adapt_style_file(style_path, base_path, contents: list, steps: int | None = None,
                      lr: float | None = None, batch: int = 2, seed: int = 0,
                      on_step: Callable[[int, float], None] | None = None,
-                     subset: str | None = None):
+                     subset: str | None = None, style_weight: float | None = None):
     """Adapt the generator at ``base_path`` to the image at ``style_path``.
 
     Uses the base's own loss, encoder and training resolution (read from its metadata), so
     adaptation matches what the init was meta-trained for; unset steps / lr / subset take the
-    base's recommendation. Returns ``(AdaptResult, base_meta, provenance)``.
+    base's recommendation. ``style_weight`` overrides the base's (more style, less photo).
+    Returns ``(AdaptResult, base_meta, provenance)``.
     """
+    if style_weight is not None and not style_weight > 0:
+        raise UserError(f"style weight {style_weight}: must be positive")
     style_img = load_image(style_path)  # validate the user's file before any heavy work
     base, meta = load_generator(base_path)
     steps, lr, subset = recommended(meta, steps, lr, subset)
     train_cfg = meta.get("config", {})
     data = train_cfg.get("data", {})
     loss_cfg = LossConfig(**meta.get("loss", train_cfg.get("loss", {})))
+    if style_weight is not None:
+        loss_cfg = replace(loss_cfg, style_weight=style_weight)
     loss_fn = PerceptualLoss(load_encoder(loss_cfg.encoder), loss_weights(loss_cfg))
     style = pil_to_tensor(resize_long_side(style_img, data.get("style_size", 192)))
     support = adaptation_crops(contents, max(batch * 2, 4), data.get("crop", 96),
@@ -152,14 +157,14 @@ def adapt_style_file(style_path, base_path, contents: list, steps: int | None = 
 def adapt_and_save(style_path: Path, base_path: Path, contents: list, output: Path,
                    preview: Path | None, steps: int | None, lr: float | None, batch: int,
                    seed: int = 0, on_step: Callable[[int, float], None] | None = None,
-                   subset: str | None = None) -> dict:
+                   subset: str | None = None, style_weight: float | None = None) -> dict:
     """`metastyle adapt`: adapt, then write the delta model and a preview; returns a summary."""
     if Path(output).suffix != ".safetensors":
         raise UserError(f"{output}: model files must end in .safetensors")
     if preview is not None:
         check_output_suffix(preview)
     result, _, provenance = adapt_style_file(style_path, base_path, contents, steps, lr, batch,
-                                             seed, on_step, subset)
+                                             seed, on_step, subset, style_weight)
     save_delta(output, result.model, base_path, result.names, provenance)
     if preview is not None:
         photo = pil_to_tensor(resize_long_side(load_image(contents[0]), 384))

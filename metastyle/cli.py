@@ -233,6 +233,9 @@ def adapt_cmd(
     lr: Optional[float] = typer.Option(None, help="Adam learning rate (default: the base's)."),
     subset: Optional[str] = typer.Option(None, help="Parameters to adapt: norm (tiny files), "
                                          "decoder or all (default: the base's choice)."),
+    style_weight: Optional[float] = typer.Option(
+        None, help="Style weight of the adaptation loss: higher = more style, less photo "
+                   "(default: the base's training weight)."),
     batch: int = typer.Option(2, help="Content crops per step."),
     seed: int = typer.Option(0, help="Seed for the content crops."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
@@ -254,7 +257,8 @@ def adapt_cmd(
     steps, lr, subset = recommended(read(base)[1], steps, lr, subset)
     with StepBar("adapt", steps, enabled=progress) as bar:
         summary = adapt_and_save(style, base, contents, output, preview, steps, lr, batch, seed,
-                                 on_step=bar.callback(), subset=subset)
+                                 on_step=bar.callback(), subset=subset,
+                                 style_weight=style_weight)
     typer.echo(f"{output}: {summary['steps']} steps ({summary['subset']}) in "
                f"{summary['seconds']:.1f} s, "
                f"support loss {summary['loss_before']:.3f} -> {summary['loss_after']:.3f}, "

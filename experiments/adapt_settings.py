@@ -1,0 +1,71 @@
+"""Compare `metastyle adapt` settings (K, lr, subset, style weight) on a few styles, side by side.
+
+Why: the benchmark scores losses under the init's own objective; whether a preview is *visibly*
+in the style also depends on settings it does not vary (the adaptation style weight). This
+adapts one base to each style under each setting on the same support crops (scikit-image's
+sample photos, as `metastyle adapt` does), prints the loss terms under the base's objective,
+and writes one image grid (rows: styles; columns: the style, then each setting).
+
+    python experiments/adapt_settings.py BASE STYLE... -o grid.jpg \
+        --setting 10,0.03,norm,1 --setting 50,0.1,norm,3
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+import torch
+
+from metastyle.adapt import adapt, adaptation_crops, cycle_batches, evaluate_terms, loss_weights
+from metastyle.evaluate import load_init
+from metastyle.config import LossConfig
+from metastyle.corpus import default_content_paths
+from metastyle.encoders import load_encoder
+from metastyle.images import load_image, pil_to_tensor, resize_long_side, save_image
+from metastyle.losses import PerceptualLoss
+from metastyle.stylize import stylize_tensor
+
+
+def parse_setting(text: str) -> tuple[int, float, str, float]:
+    steps, lr, subset, style_weight = text.split(",")
+    return int(steps), float(lr), subset, float(style_weight)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("base")
+    parser.add_argument("styles", nargs="+")
+    parser.add_argument("-o", "--output", required=True)
+    parser.add_argument("--setting", action="append", type=parse_setting, required=True,
+                        help="K,lr,subset,style_weight")
+    parser.add_argument("--size", type=int, default=256, help="long side of the shown photo")
+    args = parser.parse_args()
+
+    base, meta = load_init(args.base)
+    data = meta.get("config", {}).get("data", {})
+    loss_cfg = LossConfig(**meta.get("loss", meta.get("config", {}).get("loss", {})))
+    judge = PerceptualLoss(load_encoder(loss_cfg.encoder), loss_weights(loss_cfg))
+    contents = default_content_paths()
+    support = adaptation_crops(contents, 4, data.get("crop", 96), torch.Generator().manual_seed(0))
+    photo = pil_to_tensor(resize_long_side(load_image(contents[0]), args.size))
+    rows = []
+    for style_path in args.styles:
+        style = pil_to_tensor(resize_long_side(load_image(style_path), data.get("style_size", 192)))
+        shown = [torch.nn.functional.interpolate(style, size=photo.shape[-2:], mode="area")]
+        for steps, lr, subset, style_weight in args.setting:
+            weights = loss_weights(dataclasses.replace(loss_cfg, style_weight=style_weight))
+            objective = PerceptualLoss(judge.encoder, weights)
+            targets = judge.style_targets(style)
+            result = adapt(base, objective, targets, cycle_batches(support, 2), steps, lr, subset)
+            terms = evaluate_terms(result.model, judge, targets, support)
+            print(f"{style_path.rsplit('/', 1)[-1]}  K={steps} lr={lr} {subset} sw={style_weight}: "
+                  f"total {terms['total']:.3f} content {terms['content']:.3f} "
+                  f"style {terms['style']:.3f} ({result.seconds:.1f} s)")
+            shown.append(stylize_tensor(result.model, photo))
+        rows.append(torch.cat(shown, dim=-1))
+    save_image(torch.cat(rows, dim=-2), args.output)
+
+
+if __name__ == "__main__":
+    main()
