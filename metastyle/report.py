@@ -223,7 +223,8 @@ def plot_heldout_checks(run_dirs: list[Path], path: Path) -> dict:
         ax.plot(steps, [r[2] for r in rows], "-", color=colour,
                 label=f"{Path(run_dir).name} {k_key.removeprefix('heldout_')}")
     ax.set_xlabel("training step")
-    ax.set_ylabel("total loss, held-out styles and photos")
+    ax.set_yscale("log")  # an unstable run's k=0 spikes would flatten every other curve
+    ax.set_ylabel("total loss, held-out styles and photos (log)")
     ax.set_title("Held-out check during training")
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -38,7 +38,9 @@ def test_gatys_with_vgg16_hed_cuts_the_style_loss(tmp_path):
 def test_adapt_the_shipped_init_with_defaults_then_stylize(tmp_path):
     runner = CliRunner()
     out = tmp_path / "mosaic.safetensors"
-    result = runner.invoke(app, ["adapt", str(REPO / "styles/mosaic.png"), "-k", "2", "-o",
+    # default lr (tuned for the default K=50); 5 steps, since Adam's first two at that rate
+    # can overshoot (support loss 1.063 -> 1.107 after 2 steps, -> 0.966 after 5)
+    result = runner.invoke(app, ["adapt", str(REPO / "styles/mosaic.png"), "-k", "5", "-o",
                                  str(out), "--no-progress"])
     assert result.exit_code == 0, result.stderr
     assert out.stat().st_size <= 16 * 1024
