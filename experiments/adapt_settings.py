@@ -18,10 +18,10 @@ import dataclasses
 import torch
 
 from metastyle.adapt import adapt, adaptation_crops, cycle_batches, evaluate_terms, loss_weights
-from metastyle.evaluate import load_init
 from metastyle.config import LossConfig
 from metastyle.corpus import default_content_paths
 from metastyle.encoders import load_encoder
+from metastyle.evaluate import load_init
 from metastyle.images import load_image, pil_to_tensor, resize_long_side, save_image
 from metastyle.losses import PerceptualLoss
 from metastyle.stylize import stylize_tensor
@@ -53,10 +53,10 @@ def main() -> None:
     for style_path in args.styles:
         style = pil_to_tensor(resize_long_side(load_image(style_path), data.get("style_size", 192)))
         shown = [torch.nn.functional.interpolate(style, size=photo.shape[-2:], mode="area")]
+        targets = judge.style_targets(style)  # Gram targets do not depend on the loss weights
         for steps, lr, subset, style_weight in args.setting:
             weights = loss_weights(dataclasses.replace(loss_cfg, style_weight=style_weight))
             objective = PerceptualLoss(judge.encoder, weights)
-            targets = judge.style_targets(style)
             result = adapt(base, objective, targets, cycle_batches(support, 2), steps, lr, subset)
             terms = evaluate_terms(result.model, judge, targets, support)
             print(f"{style_path.rsplit('/', 1)[-1]}  K={steps} lr={lr} {subset} sw={style_weight}: "

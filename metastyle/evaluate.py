@@ -118,6 +118,8 @@ def run_bench(cfg: BenchConfig, out_dir: Path, progress: bool = True) -> dict:
     """Run every method on the configured styles; write results.json and the report."""
     from .report import write_report
 
+    if cfg.split not in ("heldout", "train"):  # before any model loading or output
+        raise UserError(f"bench split {cfg.split!r}: expected 'heldout' or 'train'")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     set_threads(cfg.threads)
@@ -188,8 +190,6 @@ def run_bench(cfg: BenchConfig, out_dir: Path, progress: bool = True) -> dict:
 def _bench_data(cfg: BenchConfig, setting: Setting) -> dict:
     data_cfg = config_from_dict({"data": {"manifest": cfg.manifest, "crop": setting.crop,
                                           "style_size": setting.style_size}}).data
-    if cfg.split not in ("heldout", "train"):
-        raise UserError(f"bench split {cfg.split!r}: expected 'heldout' or 'train'")
     # learning rates are tuned on train styles and photos; a train-split (validation) run
     # scores other train styles and photos, so the held-out set stays untouched for the report
     train_contents = image_paths(data_cfg, "content", "train")
