@@ -13,9 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import UserError
-from .generator import GeneratorConfig
+from .generator import ADAPT_SUBSETS, GeneratorConfig
+from .meta import INNER_OPTIMIZERS
 
 DEFAULT_MANIFEST = "../shared/data/manifest.tsv"
+# keys whose string value must be one of a few names (checked at load, not mid-run)
+CHOICES = {"meta.subset": ADAPT_SUBSETS, "adapt.subset": ADAPT_SUBSETS,
+           "meta.inner_optimizer": INNER_OPTIMIZERS}
 
 
 @dataclass
@@ -43,7 +47,8 @@ class DataConfig:
 class MetaConfig:
     subset: str = "norm"  # which generator parameters the inner loop adapts: norm|decoder|all
     inner_steps: int = 1
-    inner_lr: float = 0.01  # fixed SGD rate, or the initial value of the Meta-SGD rates
+    inner_optimizer: str = "sgd"  # sgd | adam (adam = the updates `metastyle adapt` makes)
+    inner_lr: float = 0.01  # fixed rate, or the initial value of the Meta-SGD rates
     meta_sgd: bool = True  # learn one inner rate per adapted tensor
     first_order: bool = True
     inner_grad_clip: float = 10.0  # inner-gradient norm clip (0 = off)
@@ -157,6 +162,9 @@ def _apply(obj, updates: dict, prefix: str = ""):
             changes[key] = {**current, **_coerce(value, hints[key], full)}
         else:
             changes[key] = _coerce(value, hints[key], full)
+            if full in CHOICES and changes[key] not in CHOICES[full]:
+                raise UserError(f"config key {full}: {changes[key]!r} is not one of "
+                                f"{', '.join(CHOICES[full])}")
     return dataclasses.replace(obj, **changes)
 
 

@@ -4,9 +4,12 @@ Why not learn2learn: it does not build on Python 3.11 (``longintrepr.h``, upstre
 and drags in gym and gsutil; torch.func gives the same meta-gradients and is maintained.
 
 The one inner-loop formula covers every variant:
-    theta' = theta - rate * g,  g = clip(d L_support / d theta)
+    theta' = theta - rate * u,  u = g (SGD) or Adam's bias-corrected m / (sqrt(v) + eps),
+    g = clip(d L_support / d theta)
 second-order keeps g in the graph (``create_graph``); first-order detaches it, which still lets
-the outer loss reach the Meta-SGD rates through ``rate * g``.
+the outer loss reach the Meta-SGD rates through ``rate * u``. The Adam direction is exactly
+``torch.optim.Adam``'s with default betas, so an init meta-trained with it is trained for the very
+updates `metastyle adapt` makes (a test checks the two agree step for step).
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ from torch.func import functional_call
 # (params) -> scalar loss; built by the caller around a batch and a style's targets
 LossOf = Callable[[dict[str, torch.Tensor]], torch.Tensor]
 
+INNER_OPTIMIZERS = ("sgd", "adam")
+ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults, as adapt() uses
+
 
 def clip_by_norm(grads: list[torch.Tensor], max_norm: float) -> list[torch.Tensor]:
     """Scale a gradient list so its global norm is at most ``max_norm`` (0 = no clipping)."""
@@ -30,14 +36,39 @@ def clip_by_norm(grads: list[torch.Tensor], max_norm: float) -> list[torch.Tenso
     return [g * scale for g in grads]
 
 
+class AdamDirection:
+    """Adam's update direction, as plain tensor maths so it can sit inside a meta-gradient."""
+
+    def __init__(self):
+        self.m: dict[str, torch.Tensor] = {}
+        self.v: dict[str, torch.Tensor] = {}
+        self.t = 0
+
+    def __call__(self, names: list[str], grads: list[torch.Tensor]) -> list[torch.Tensor]:
+        (b1, b2), self.t = ADAM_BETAS, self.t + 1
+        out = []
+        for name, g in zip(names, grads):
+            self.m[name] = b1 * self.m.get(name, torch.zeros_like(g)) + (1 - b1) * g
+            self.v[name] = b2 * self.v.get(name, torch.zeros_like(g)) + (1 - b2) * g * g
+            m_hat = self.m[name] / (1 - b1 ** self.t)
+            v_hat = self.v[name] / (1 - b2 ** self.t)
+            out.append(m_hat / (v_hat.sqrt() + ADAM_EPS))
+        return out
+
+
 def inner_loop(params: dict[str, torch.Tensor], adapt_names: list[str], loss_of: LossOf,
                steps: int, rates: dict[str, torch.Tensor], first_order: bool,
-               grad_clip: float = 0.0) -> tuple[dict[str, torch.Tensor], list[float]]:
-    """K SGD steps on ``adapt_names`` with per-tensor ``rates``; returns fast weights + losses.
+               grad_clip: float = 0.0,
+               optimizer: str = "sgd") -> tuple[dict[str, torch.Tensor], list[float]]:
+    """K SGD or Adam steps on ``adapt_names`` with per-tensor ``rates``; returns fast weights +
+    the support loss before each step.
 
     ``params`` may require grad (meta-training) or not (plain adaptation); untouched tensors
     are passed through unchanged, so the outer gradient reaches them directly.
     """
+    if optimizer not in INNER_OPTIMIZERS:
+        raise ValueError(f"unknown inner optimizer {optimizer!r}; choose one of {INNER_OPTIMIZERS}")
+    direction = AdamDirection() if optimizer == "adam" else (lambda _names, grads: grads)
     fast = dict(params)
     for name in adapt_names:  # plain adaptation: make leaves we can differentiate against
         if not fast[name].requires_grad:
@@ -50,9 +81,9 @@ def inner_loop(params: dict[str, torch.Tensor], adapt_names: list[str], loss_of:
             grads = torch.autograd.grad(loss, inputs, create_graph=not first_order)
         if first_order:
             grads = [g.detach() for g in grads]
-        grads = clip_by_norm(list(grads), grad_clip)
-        for name, grad in zip(adapt_names, grads):
-            fast[name] = fast[name] - rates[name] * grad
+        updates = direction(adapt_names, clip_by_norm(list(grads), grad_clip))
+        for name, update in zip(adapt_names, updates):
+            fast[name] = fast[name] - rates[name] * update
         losses.append(loss.item())
     return fast, losses
 
@@ -89,7 +120,8 @@ class MetaLearner(nn.Module):
 
 
 def meta_loss(learner: MetaLearner, loss_fn, episodes, inner_steps: int, first_order: bool,
-              inner_grad_clip: float) -> tuple[torch.Tensor, dict[str, float]]:
+              inner_grad_clip: float,
+              inner_optimizer: str = "sgd") -> tuple[torch.Tensor, dict[str, float]]:
     """Mean query loss after adaptation over a meta-batch of episodes (differentiable)."""
     params = dict(learner.model.named_parameters())
     rates = learner.rates()
@@ -102,7 +134,8 @@ def meta_loss(learner: MetaLearner, loss_fn, episodes, inner_steps: int, first_o
         if inner_steps:
             support = model_loss(learner.model, loss_fn, ep.support, targets)
             fast, inner = inner_loop(params, learner.adapt_names, lambda p: support(p)["total"],
-                                     inner_steps, rates, first_order, inner_grad_clip)
+                                     inner_steps, rates, first_order, inner_grad_clip,
+                                     inner_optimizer)
         terms = model_loss(learner.model, loss_fn, ep.query, targets)(fast)
         total = total + terms["total"]
         if inner:
@@ -116,10 +149,11 @@ def meta_loss(learner: MetaLearner, loss_fn, episodes, inner_steps: int, first_o
 
 def meta_step(learner: MetaLearner, optimizer: torch.optim.Optimizer, loss_fn, episodes,
               inner_steps: int, first_order: bool, inner_grad_clip: float,
-              grad_clip: float) -> dict[str, float]:
+              grad_clip: float, inner_optimizer: str = "sgd") -> dict[str, float]:
     """One outer update of the init (and rates); returns logged statistics."""
     optimizer.zero_grad(set_to_none=True)
-    loss, stats = meta_loss(learner, loss_fn, episodes, inner_steps, first_order, inner_grad_clip)
+    loss, stats = meta_loss(learner, loss_fn, episodes, inner_steps, first_order, inner_grad_clip,
+                            inner_optimizer)
     if not torch.isfinite(loss):
         return {**stats, "loss": float("nan"), "grad_norm": float("nan")}
     loss.backward()

@@ -80,6 +80,15 @@ def test_wrong_type_is_user_error(override):
         load_config(None, [override])
 
 
+@pytest.mark.parametrize("override", ["meta.inner_optimizer=lion", "meta.subset=heads",
+                                      "adapt.subset=everything"])
+def test_value_outside_the_choices_is_user_error_naming_them(override):
+    key, value = override.split("=")
+    with pytest.raises(UserError, match=rf"{key.replace('.', '.')}: '{value}' is not one of"):
+        load_config(None, [override])
+    load_config(None, [f"{key}=" + ("adam" if "optimizer" in key else "decoder")])
+
+
 def test_missing_and_invalid_files_are_user_errors_naming_the_file(tmp_path):
     missing = tmp_path / "nope.toml"
     with pytest.raises(UserError, match="not found") as info:

@@ -103,7 +103,8 @@ def test_clip_by_norm_bounds_the_global_norm():
     assert clip_by_norm(grads, 0.0) is grads
 
 
-def test_meta_loss_reaches_init_and_rates_on_the_generator(random_loss):
+@pytest.mark.parametrize("inner_optimizer", ["sgd", "adam"])
+def test_meta_loss_reaches_init_and_rates_on_the_generator(random_loss, inner_optimizer):
     torch.set_default_dtype(torch.float32)
     torch.manual_seed(0)
     model = Generator(GeneratorConfig(width=4, res_blocks=1))
@@ -111,8 +112,52 @@ def test_meta_loss_reaches_init_and_rates_on_the_generator(random_loss):
     gen = torch.Generator().manual_seed(0)
     ep = Episode("s", torch.rand(1, 3, 32, 32, generator=gen),
                  torch.rand(2, 3, 16, 16, generator=gen), torch.rand(2, 3, 16, 16, generator=gen))
-    loss, stats = meta_loss(learner, random_loss, [ep], 1, True, 10.0)
+    loss, stats = meta_loss(learner, random_loss, [ep], 2, True, 10.0, inner_optimizer)
     loss.backward()
     assert stats["query_after"] > 0
     assert model.encoder[0].conv.weight.grad.abs().sum() > 0  # a non-adapted parameter
     assert all(p.grad is not None and p.grad.abs() > 0 for p in learner.log_rates.values())
+
+
+def test_adam_inner_loop_makes_exactly_the_updates_of_torch_adam():
+    """The meta-trained init is trained for the updates `metastyle adapt` (torch.optim.Adam) makes."""
+    support, _ = _linear_losses()
+    gen = torch.Generator().manual_seed(4)
+    w0, b = torch.randn(3, 2, generator=gen), torch.randn(2, generator=gen)
+    fast, losses = inner_loop({"w": w0, "b": b}, ["w"], support, 4, {"w": torch.tensor(0.05)},
+                              True, optimizer="adam")
+    w = w0.clone().requires_grad_()
+    adam = torch.optim.Adam([w], lr=0.05)
+    reference = []
+    for _ in range(4):
+        loss = support({"w": w, "b": b})
+        adam.zero_grad()
+        loss.backward()
+        adam.step()
+        reference.append(loss.item())
+    torch.testing.assert_close(fast["w"].detach(), w.detach(), rtol=1e-12, atol=1e-12)
+    assert losses == pytest.approx(reference, rel=1e-12)
+
+
+def test_second_order_gradient_through_adam_steps_matches_finite_differences():
+    gen = torch.Generator().manual_seed(5)
+    w, b = torch.randn(3, 2, generator=gen), torch.randn(2, generator=gen)
+    rates = {"w": torch.tensor(0.02)}
+
+    def query_after(weights):
+        support, query = _linear_losses()
+        fast, _ = inner_loop({"w": weights, "b": b}, ["w"], support, 3, rates, False,
+                             optimizer="adam")
+        return query(fast)
+
+    w_var = w.clone().requires_grad_()
+    query_after(w_var).backward()
+    torch.testing.assert_close(w_var.grad, _finite_difference(query_after, w), rtol=1e-5,
+                               atol=1e-8)
+
+
+def test_unknown_inner_optimizer_is_refused():
+    support, _ = _linear_losses()
+    with pytest.raises(ValueError, match="inner optimizer"):
+        inner_loop({"w": torch.zeros(3, 2), "b": torch.zeros(2)}, ["w"], support, 1,
+                   {"w": torch.tensor(0.1)}, True, optimizer="lion")
