@@ -108,6 +108,19 @@ def test_a_staged_run_starts_from_another_runs_init(tiny_corpus, tmp_path):
         warm_start(wider, tmp_path / "stage1.safetensors")
 
 
+def test_the_run_adapts_with_the_configured_inner_optimizer(tiny_corpus, tmp_path):
+    """Same seed, data and init: only the inner updates differ, so only the adapted loss does."""
+    overrides = tiny_config_overrides(tiny_corpus) + ["train.steps=1", "meta.inner_steps=2"]
+    for name in ("sgd", "adam"):
+        meta_train(load_config(None, overrides + [f"meta.inner_optimizer='{name}'"]),
+                   tmp_path / name, progress=False)
+    sgd, adam = _records(tmp_path / "sgd")[0], _records(tmp_path / "adam")[0]
+    assert sgd["support_before"] == adam["support_before"]
+    assert sgd["query_after"] != adam["query_after"]
+    assert json.loads((tmp_path / "adam" / "config.json").read_text())["meta"][
+        "inner_optimizer"] == "adam"
+
+
 def test_refuses_to_overwrite_a_run_or_resume_with_another_recipe(tiny_corpus, tmp_path):
     overrides = tiny_config_overrides(tiny_corpus) + ["train.steps=2"]
     meta_train(load_config(None, overrides), tmp_path, progress=False)
