@@ -61,7 +61,9 @@ def main() -> None:
             terms = evaluate_terms(result.model, judge, targets, support)
             print(f"{style_path.rsplit('/', 1)[-1]}  K={steps} lr={lr} {subset} sw={style_weight}: "
                   f"total {terms['total']:.3f} content {terms['content']:.3f} "
-                  f"style {terms['style']:.3f} ({result.seconds:.1f} s)")
+                  f"style {terms['style']:.3f} ({result.seconds:.1f} s); style per layer "
+                  + " ".join(f"{k.removeprefix('style/')} {v:.3f}" for k, v in terms.items()
+                             if k.startswith("style/")))
             shown.append(stylize_tensor(result.model, photo))
         rows.append(torch.cat(shown, dim=-1))
     save_image(torch.cat(rows, dim=-2), args.output)
