@@ -48,8 +48,9 @@ class AdamDirection:
         (b1, b2), self.t = ADAM_BETAS, self.t + 1
         out = []
         for name, g in zip(names, grads):
-            self.m[name] = b1 * self.m.get(name, torch.zeros_like(g)) + (1 - b1) * g
-            self.v[name] = b2 * self.v.get(name, torch.zeros_like(g)) + (1 - b2) * g * g
+            first = self.t == 1  # moments start at zero, so step 1 is just the new term
+            self.m[name] = (1 - b1) * g + (0 if first else b1 * self.m[name])
+            self.v[name] = (1 - b2) * g * g + (0 if first else b2 * self.v[name])
             m_hat = self.m[name] / (1 - b1 ** self.t)
             v_hat = self.v[name] / (1 - b2 ** self.t)
             out.append(m_hat / (v_hat.sqrt() + ADAM_EPS))
