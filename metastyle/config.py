@@ -186,18 +186,35 @@ def parse_override(text: str) -> dict:
     return nested
 
 
+def _config_layers(path: Path, chain: tuple[Path, ...] = ()) -> list[dict]:
+    """The TOML tables of ``path`` and of the files it ``extends``, base first.
+
+    ``extends = "other.toml"`` (relative to the file) lets a recipe state only what it changes
+    from another recipe, instead of repeating its shared keys.
+    """
+    if not path.is_file():
+        raise UserError(f"{path}: config file not found")
+    if path.resolve() in chain:
+        raise UserError(f"{path}: `extends` loops back to itself")
+    try:
+        data = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: invalid TOML ({exc})") from None
+    base = data.pop("extends", None)
+    if base is None:
+        return [data]
+    if not isinstance(base, str):
+        raise UserError(f"{path}: `extends` must be a file name, got {base!r}")
+    return _config_layers(path.parent / base, chain + (path.resolve(),)) + [data]
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] = (), root=Config):
-    """Defaults of ``root`` <- TOML file <- ``--set`` overrides, each step checked."""
+    """Defaults of ``root`` <- TOML file (after the files it extends) <- ``--set`` overrides,
+    each step checked."""
     config = root()
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise UserError(f"{path}: config file not found")
-        try:
-            data = tomllib.loads(path.read_text())
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise UserError(f"{path}: invalid TOML ({exc})") from None
-        config = _apply(config, data)
+        for data in _config_layers(Path(path)):
+            config = _apply(config, data)
     for text in overrides:
         config = _apply(config, parse_override(text))
     return config

@@ -81,13 +81,42 @@ def test_wrong_type_is_user_error(override):
         load_config(None, [override])
 
 
-@pytest.mark.parametrize("override", ["meta.inner_optimizer=lion", "meta.subset=heads",
-                                      "adapt.subset=everything"])
-def test_value_outside_the_choices_is_user_error_naming_them(override):
+@pytest.mark.parametrize("override, valid", [("meta.inner_optimizer=lion", "adam"),
+                                             ("meta.subset=heads", "decoder"),
+                                             ("adapt.subset=everything", "decoder")])
+def test_value_outside_the_choices_is_user_error_naming_them(override, valid):
     key, value = override.split("=")
     with pytest.raises(UserError, match=rf"{re.escape(key)}: '{value}' is not one of"):
         load_config(None, [override])
-    load_config(None, [f"{key}=" + ("adam" if "optimizer" in key else "decoder")])
+    load_config(None, [f"{key}={valid}"])
+
+
+def test_extends_layers_a_file_over_its_base(tmp_path):
+    (tmp_path / "base.toml").write_text("[meta]\ninner_steps = 3\ninner_lr = 0.5\n"
+                                        "[generator]\nwidth = 8\n")
+    (tmp_path / "sub").mkdir()
+    child = tmp_path / "sub" / "child.toml"
+    child.write_text('extends = "../base.toml"\n[meta]\ninner_lr = 0.1\n')
+    config = load_config(child, ["meta.inner_steps=4"])
+    assert config.generator.width == 8  # from the base
+    assert config.meta.inner_lr == 0.1  # the child wins over its base
+    assert config.meta.inner_steps == 4  # --set wins over both
+
+
+def test_extends_errors_name_the_file(tmp_path):
+    loop_a, loop_b = tmp_path / "a.toml", tmp_path / "b.toml"
+    loop_a.write_text('extends = "b.toml"\n')
+    loop_b.write_text('extends = "a.toml"\n')
+    with pytest.raises(UserError, match="loops back"):
+        load_config(loop_a)
+    orphan = tmp_path / "orphan.toml"
+    orphan.write_text('extends = "gone.toml"\n')
+    with pytest.raises(UserError, match=r"gone\.toml: config file not found"):
+        load_config(orphan)
+    wrong = tmp_path / "wrong.toml"
+    wrong.write_text("extends = 3\n")
+    with pytest.raises(UserError, match="wrong.toml: `extends` must be a file name"):
+        load_config(wrong)
 
 
 def test_missing_and_invalid_files_are_user_errors_naming_the_file(tmp_path):
