@@ -40,18 +40,22 @@ def main() -> None:
     parser.add_argument("--setting", action="append", type=parse_setting, required=True,
                         help="K,lr,subset,style_weight")
     parser.add_argument("--size", type=int, default=256, help="long side of the shown photo")
+    parser.add_argument("--style-size", type=int, default=0,
+                        help="long side of the style image for the Gram targets (0 = the base's)")
     args = parser.parse_args()
 
     base, meta = load_init(args.base)
     data = meta.get("config", {}).get("data", {})
     loss_cfg = LossConfig(**meta.get("loss", meta.get("config", {}).get("loss", {})))
-    judge = PerceptualLoss(load_encoder(loss_cfg.encoder), loss_weights(loss_cfg))
+    judge = PerceptualLoss(load_encoder(loss_cfg.encoder, precision=loss_cfg.precision),
+                           loss_weights(loss_cfg))
     contents = default_content_paths()
     support = adaptation_crops(contents, 4, data.get("crop", 96), torch.Generator().manual_seed(0))
     photo = pil_to_tensor(resize_long_side(load_image(contents[0]), args.size))
     rows = []
     for style_path in args.styles:
-        style = pil_to_tensor(resize_long_side(load_image(style_path), data.get("style_size", 192)))
+        style_size = args.style_size or data.get("style_size", 192)
+        style = pil_to_tensor(resize_long_side(load_image(style_path), style_size))
         shown = [torch.nn.functional.interpolate(style, size=photo.shape[-2:], mode="area")]
         targets = judge.style_targets(style)  # Gram targets do not depend on the loss weights
         for steps, lr, subset, style_weight in args.setting:

@@ -134,7 +134,8 @@ def adapt_style_file(style_path, base_path, contents: list, steps: int | None = 
     loss_cfg = LossConfig(**meta.get("loss", train_cfg.get("loss", {})))
     if style_weight is not None:
         loss_cfg = replace(loss_cfg, style_weight=style_weight)
-    loss_fn = PerceptualLoss(load_encoder(loss_cfg.encoder), loss_weights(loss_cfg))
+    loss_fn = PerceptualLoss(load_encoder(loss_cfg.encoder, precision=loss_cfg.precision),
+                             loss_weights(loss_cfg))
     style = pil_to_tensor(resize_long_side(style_img, data.get("style_size", 192)))
     support = adaptation_crops(contents, max(batch * 2, 4), data.get("crop", 96),
                                torch.Generator().manual_seed(seed))

@@ -78,7 +78,8 @@ def per_style_model_file(style_path: Path, content_dir: Path, output: Path, conf
         raise UserError(f"{output}: model files must end in .safetensors")
     style = pil_to_tensor(resize_long_side(load_image(style_path), config.data.style_size))
     contents = readable_images(list_images(content_dir), f"content ({content_dir})")
-    loss_fn = PerceptualLoss(load_encoder(config.loss.encoder), loss_weights(config.loss))
+    loss_fn = PerceptualLoss(load_encoder(config.loss.encoder, precision=config.loss.precision),
+                             loss_weights(config.loss))
     result = train_per_style(loss_fn.style_targets(style), loss_fn, contents, config.generator,
                              steps, lr, batch, config.data.crop, config.train.seed, on_step)
     save_generator(output, result.model, {

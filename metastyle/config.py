@@ -13,18 +13,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import UserError
+from .encoders import PRECISIONS
 from .generator import ADAPT_SUBSETS, GeneratorConfig
 from .meta import INNER_OPTIMIZERS
 
 DEFAULT_MANIFEST = "../shared/data/manifest.tsv"
 # keys whose string value must be one of a few names (checked at load, not mid-run)
 CHOICES = {"meta.subset": ADAPT_SUBSETS, "adapt.subset": ADAPT_SUBSETS,
-           "meta.inner_optimizer": INNER_OPTIMIZERS}
+           "meta.inner_optimizer": INNER_OPTIMIZERS, "loss.precision": PRECISIONS}
 
 
 @dataclass
 class LossConfig:
     encoder: str = "vgg16-hed"
+    precision: str = "float32"  # float32 | bfloat16 (the encoder's convolutions; see encoders.py)
     content_weight: float = 1.0
     style_weight: float = 5.0
     tv_weight: float = 0.1

@@ -125,7 +125,8 @@ def run_bench(cfg: BenchConfig, out_dir: Path, progress: bool = True) -> dict:
     set_threads(cfg.threads)
     meta_model, meta_meta = load_init(cfg.meta_init)
     setting = _setting(meta_meta)
-    loss_fn = PerceptualLoss(load_encoder(setting.loss.encoder), loss_weights(setting.loss))
+    loss_fn = PerceptualLoss(load_encoder(setting.loss.encoder, precision=setting.loss.precision),
+                             loss_weights(setting.loss))
     inits = {"meta": meta_model}
     others = ({"joint": cfg.joint_init} if cfg.joint_init else {}) | cfg.candidates
     for name, path in others.items():

@@ -37,7 +37,7 @@ class TrainingDiverged(RuntimeError):
 
 
 def build_loss(config: Config) -> PerceptualLoss:
-    return PerceptualLoss(load_encoder(config.loss.encoder, seed=config.train.seed),
+    return PerceptualLoss(load_encoder(config.loss.encoder, config.train.seed, config.loss.precision),
                           loss_weights(config.loss))
 
 
@@ -237,8 +237,10 @@ def warm_start(model: Generator, path: Path) -> None:
 
 
 def _resumable(saved: Config, requested: Config) -> Config:
-    """On resume only the [train] section (step budget, cadence) may differ from the run's."""
+    """On resume only the [train] section (step budget, cadence) and the loss's compute
+    precision may differ from the run's."""
     old, new = config_to_dict(saved), config_to_dict(requested)
+    old["loss"]["precision"] = new["loss"]["precision"]
     changed = [k for k in old if k != "train" and old[k] != new[k]]
     if changed:
         raise UserError(f"--resume: config section(s) {changed} differ from the run's; "

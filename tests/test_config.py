@@ -83,7 +83,8 @@ def test_wrong_type_is_user_error(override):
 
 @pytest.mark.parametrize("override, valid", [("meta.inner_optimizer=lion", "adam"),
                                              ("meta.subset=heads", "decoder"),
-                                             ("adapt.subset=everything", "decoder")])
+                                             ("adapt.subset=everything", "decoder"),
+                                             ("loss.precision=float16", "bfloat16")])
 def test_value_outside_the_choices_is_user_error_naming_them(override, valid):
     key, value = override.split("=")
     with pytest.raises(UserError, match=rf"{re.escape(key)}: '{value}' is not one of"):

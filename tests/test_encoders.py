@@ -82,6 +82,24 @@ def test_unknown_layer_is_value_error(random_encoders):
         random_encoders[0](torch.rand(1, 3, 16, 16), ["relu1_2", "relu9_9"])
 
 
+def test_bfloat16_encoder_tracks_float32_and_hands_back_float32():
+    """The bf16 path is a speed knob: the loss it feeds and its gradient must stay close."""
+    fp32, bf16 = (load_encoder("random", seed=3, precision=p) for p in ("float32", "bfloat16"))
+    image = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    grads = []
+    for encoder in (fp32, bf16):
+        out = encoder(image, ["relu1_2", "relu3_3"])
+        assert all(h.dtype == torch.float32 for h in out.values())
+        (loss,) = torch.autograd.grad(sum(h.pow(2).mean() for h in out.values()), image)
+        grads.append(loss.flatten())
+    a, b = (encoder(image, ["relu3_3"])["relu3_3"] for encoder in (fp32, bf16))
+    assert not torch.equal(a, b)  # it really ran in lower precision
+    assert (a - b).norm() / a.norm() < 0.02
+    assert F.cosine_similarity(grads[0], grads[1], dim=0) > 0.99
+    with pytest.raises(UserError, match="precision 'float16'"):
+        load_encoder("random", precision="float16")
+
+
 def test_unknown_encoder_name_is_user_error():
     with pytest.raises(UserError, match="vgg16-hed"):
         load_encoder("resnet50")

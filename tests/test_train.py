@@ -129,6 +129,9 @@ def test_refuses_to_overwrite_a_run_or_resume_with_another_recipe(tiny_corpus, t
     with pytest.raises(UserError, match="meta"):
         meta_train(load_config(None, overrides + ["meta.inner_lr=0.5"]), tmp_path, resume=True,
                    progress=False)
+    # the encoder's compute precision is a speed knob, not part of the recipe
+    meta_train(load_config(None, overrides + ["loss.precision=bfloat16", "train.steps=3"]),
+               tmp_path, resume=True, progress=False)
 
 
 def test_divergence_guard_trips_on_growth_without_nan():
