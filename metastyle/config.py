@@ -58,6 +58,7 @@ class MetaConfig:
     support: int = 2  # content crops per style for the inner loop
     query: int = 2  # disjoint content crops per style for the outer loss
     meta_lr: float = 1e-3
+    anchor: float = 0.0  # weight of the un-adapted init's query loss in the outer loss (MAML++)
     grad_clip: float = 1.0  # outer-gradient norm clip
     divergence_factor: float = 20.0  # stop if the loss EMA exceeds its best by this factor
     init: str = ""  # generator file to start from (a staged recipe); empty = random init

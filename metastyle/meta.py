@@ -121,13 +121,20 @@ class MetaLearner(nn.Module):
 
 
 def meta_loss(learner: MetaLearner, loss_fn, episodes, inner_steps: int, first_order: bool,
-              inner_grad_clip: float,
-              inner_optimizer: str = "sgd") -> tuple[torch.Tensor, dict[str, float]]:
-    """Mean query loss after adaptation over a meta-batch of episodes (differentiable)."""
+              inner_grad_clip: float, inner_optimizer: str = "sgd",
+              anchor: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
+    """Mean query loss after adaptation over a meta-batch of episodes (differentiable).
+
+    ``anchor`` > 0 also scores the un-adapted init on the query batch:
+    ``(after + anchor * before) / (1 + anchor)``, the step-0 part of MAML++'s multi-step loss.
+    Without it a strong inner loop lets the init drift to outputs far from any style
+    (experiments/LOG.md, session 4).
+    """
     params = dict(learner.model.named_parameters())
     rates = learner.rates()
+    anchored = bool(inner_steps) and anchor > 0
     total = 0.0
-    stats = dict.fromkeys(["support_before"] * bool(inner_steps) +
+    stats = dict.fromkeys(["support_before"] * bool(inner_steps) + ["query_before"] * anchored +
                           ["query_after", "query_style", "query_content"], 0.0)
     for ep in episodes:
         targets = loss_fn.style_targets(ep.style)
@@ -137,24 +144,30 @@ def meta_loss(learner: MetaLearner, loss_fn, episodes, inner_steps: int, first_o
             fast, inner = inner_loop(params, learner.adapt_names, lambda p: support(p)["total"],
                                      inner_steps, rates, first_order, inner_grad_clip,
                                      inner_optimizer)
-        terms = model_loss(learner.model, loss_fn, ep.query, targets)(fast)
+        query = model_loss(learner.model, loss_fn, ep.query, targets)
+        terms = query(fast)
         total = total + terms["total"]
+        if anchored:
+            before = query(params)["total"]
+            total = total + anchor * before
+            stats["query_before"] += before.item()
         if inner:
             stats["support_before"] += inner[0]
         stats["query_after"] += terms["total"].item()
         stats["query_style"] += terms["style"].item()
         stats["query_content"] += terms["content"].item()
-    n = len(episodes)
-    return total / n, {k: v / n for k, v in stats.items()}
+    n = len(episodes) * (1 + anchor if anchored else 1)
+    return total / n, {k: v / len(episodes) for k, v in stats.items()}
 
 
 def meta_step(learner: MetaLearner, optimizer: torch.optim.Optimizer, loss_fn, episodes,
               inner_steps: int, first_order: bool, inner_grad_clip: float,
-              grad_clip: float, inner_optimizer: str = "sgd") -> dict[str, float]:
+              grad_clip: float, inner_optimizer: str = "sgd",
+              anchor: float = 0.0) -> dict[str, float]:
     """One outer update of the init (and rates); returns logged statistics."""
     optimizer.zero_grad(set_to_none=True)
     loss, stats = meta_loss(learner, loss_fn, episodes, inner_steps, first_order, inner_grad_clip,
-                            inner_optimizer)
+                            inner_optimizer, anchor)
     if not torch.isfinite(loss):
         return {**stats, "loss": float("nan"), "grad_norm": float("nan")}
     loss.backward()

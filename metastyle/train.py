@@ -204,7 +204,8 @@ def meta_train(config: Config, run_dir: Path, resume: bool = False, progress: bo
                         for _ in range(m.meta_batch)]
             step_start = time.perf_counter()
             stats = meta_step(state.learner, state.optimizer, loss_fn, episodes, m.inner_steps,
-                              m.first_order, m.inner_grad_clip, m.grad_clip, m.inner_optimizer)
+                              m.first_order, m.inner_grad_clip, m.grad_clip, m.inner_optimizer,
+                              m.anchor)
             state.step += 1
             state.check_divergence(stats["loss"])
             record = {"step": state.step, **stats,

@@ -119,6 +119,31 @@ def test_meta_loss_reaches_init_and_rates_on_the_generator(random_loss, inner_op
     assert all(p.grad is not None and p.grad.abs() > 0 for p in learner.log_rates.values())
 
 
+def test_anchor_mixes_the_adapted_and_the_unadapted_query_loss(random_loss):
+    """anchor=a gives (after + a * before) / (1 + a): checked against the plain meta-loss and the
+    joint (no inner loop) loss computed separately, values and init gradients."""
+    torch.set_default_dtype(torch.float32)
+    torch.manual_seed(0)
+    model = Generator(GeneratorConfig(width=4, res_blocks=1))
+    learner = MetaLearner(model, adapt_parameter_names(model, "norm"), 0.05, meta_sgd=False)
+    gen = torch.Generator().manual_seed(1)
+    eps = [Episode(str(i), torch.rand(1, 3, 32, 32, generator=gen), torch.rand(2, 3, 16, 16,
+                   generator=gen), torch.rand(2, 3, 16, 16, generator=gen)) for i in range(2)]
+
+    def loss_and_grad(inner_steps, anchor):
+        model.zero_grad()
+        loss, stats = meta_loss(learner, random_loss, eps, inner_steps, True, 0.0, "adam", anchor)
+        loss.backward()
+        return loss.item(), stats, torch.cat([p.grad.flatten() for p in model.parameters()])
+
+    after, _, g_after = loss_and_grad(2, 0.0)
+    before, _, g_before = loss_and_grad(0, 0.0)
+    mixed, stats, g_mixed = loss_and_grad(2, 3.0)
+    assert stats["query_before"] == pytest.approx(before, rel=1e-5)
+    assert mixed == pytest.approx((after + 3 * before) / 4, rel=1e-5)
+    torch.testing.assert_close(g_mixed, (g_after + 3 * g_before) / 4, rtol=1e-4, atol=1e-7)
+
+
 def test_adam_inner_loop_makes_exactly_the_updates_of_torch_adam():
     """The meta-trained init is trained for the updates `metastyle adapt` (torch.optim.Adam) makes."""
     support, _ = _linear_losses()
