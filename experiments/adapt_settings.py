@@ -17,10 +17,10 @@ import dataclasses
 
 import torch
 
-from metastyle.adapt import adapt, adaptation_crops, cycle_batches, evaluate_terms, loss_weights
+from metastyle.adapt import (adapt, adaptation_crops, cycle_batches, evaluate_terms, loss_weights,
+                             perceptual_loss)
 from metastyle.config import LossConfig
 from metastyle.corpus import default_content_paths
-from metastyle.encoders import load_encoder
 from metastyle.evaluate import load_init
 from metastyle.images import load_image, pil_to_tensor, resize_long_side, save_image
 from metastyle.losses import PerceptualLoss
@@ -47,8 +47,7 @@ def main() -> None:
     base, meta = load_init(args.base)
     data = meta.get("config", {}).get("data", {})
     loss_cfg = LossConfig(**meta.get("loss", meta.get("config", {}).get("loss", {})))
-    judge = PerceptualLoss(load_encoder(loss_cfg.encoder, precision=loss_cfg.precision),
-                           loss_weights(loss_cfg))
+    judge = perceptual_loss(loss_cfg)
     contents = default_content_paths()
     support = adaptation_crops(contents, 4, data.get("crop", 96), torch.Generator().manual_seed(0))
     photo = pil_to_tensor(resize_long_side(load_image(contents[0]), args.size))

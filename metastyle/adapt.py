@@ -100,6 +100,12 @@ def loss_weights(loss_cfg: LossConfig) -> LossWeights:
                        tuple(loss_cfg.content_layers), tuple(loss_cfg.style_layers))
 
 
+def perceptual_loss(loss_cfg: LossConfig, seed: int = 0) -> PerceptualLoss:
+    """The loss a config (or a model file's recorded loss) describes: encoder, precision, weights."""
+    return PerceptualLoss(load_encoder(loss_cfg.encoder, seed, loss_cfg.precision),
+                          loss_weights(loss_cfg))
+
+
 def adaptation_crops(contents: list, count: int, crop: int, gen: torch.Generator) -> torch.Tensor:
     """A fixed support set of ``count`` random crops (cycled through by the K steps); crops may
     share a photo, so a handful of photos is enough."""
@@ -134,8 +140,7 @@ def adapt_style_file(style_path, base_path, contents: list, steps: int | None = 
     loss_cfg = LossConfig(**meta.get("loss", train_cfg.get("loss", {})))
     if style_weight is not None:
         loss_cfg = replace(loss_cfg, style_weight=style_weight)
-    loss_fn = PerceptualLoss(load_encoder(loss_cfg.encoder, precision=loss_cfg.precision),
-                             loss_weights(loss_cfg))
+    loss_fn = perceptual_loss(loss_cfg)
     style = pil_to_tensor(resize_long_side(style_img, data.get("style_size", 192)))
     support = adaptation_crops(contents, max(batch * 2, 4), data.get("crop", 96),
                                torch.Generator().manual_seed(seed))

@@ -13,10 +13,9 @@ from typing import Callable
 
 import torch
 
-from .adapt import AdaptResult, adapt, loss_weights
+from .adapt import AdaptResult, adapt, perceptual_loss
 from .checkpoint import save_generator
 from .corpus import random_crops, readable_images
-from .encoders import load_encoder
 from .errors import UserError
 from .generator import Generator, GeneratorConfig
 from .images import list_images, load_image, pil_to_tensor, resize_long_side
@@ -78,8 +77,7 @@ def per_style_model_file(style_path: Path, content_dir: Path, output: Path, conf
         raise UserError(f"{output}: model files must end in .safetensors")
     style = pil_to_tensor(resize_long_side(load_image(style_path), config.data.style_size))
     contents = readable_images(list_images(content_dir), f"content ({content_dir})")
-    loss_fn = PerceptualLoss(load_encoder(config.loss.encoder, precision=config.loss.precision),
-                             loss_weights(config.loss))
+    loss_fn = perceptual_loss(config.loss)
     result = train_per_style(loss_fn.style_targets(style), loss_fn, contents, config.generator,
                              steps, lr, batch, config.data.crop, config.train.seed, on_step)
     save_generator(output, result.model, {

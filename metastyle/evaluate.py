@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from . import checkpoint
-from .adapt import adapt, adaptation_crops, cycle_batches, loss_weights
+from .adapt import adapt, adaptation_crops, cycle_batches, loss_weights, perceptual_loss
 from .baselines import gatys, train_per_style
 from .config import BenchConfig, LossConfig, config_from_dict
 from .corpus import image_paths
@@ -125,8 +125,7 @@ def run_bench(cfg: BenchConfig, out_dir: Path, progress: bool = True) -> dict:
     set_threads(cfg.threads)
     meta_model, meta_meta = load_init(cfg.meta_init)
     setting = _setting(meta_meta)
-    loss_fn = PerceptualLoss(load_encoder(setting.loss.encoder, precision=setting.loss.precision),
-                             loss_weights(setting.loss))
+    loss_fn = perceptual_loss(setting.loss)
     inits = {"meta": meta_model}
     others = ({"joint": cfg.joint_init} if cfg.joint_init else {}) | cfg.candidates
     for name, path in others.items():

@@ -16,10 +16,9 @@ from pathlib import Path
 import torch
 
 from . import checkpoint
-from .adapt import adapt, cycle_batches, evaluate_terms, loss_weights
+from .adapt import adapt, cycle_batches, evaluate_terms, perceptual_loss
 from .config import Config, config_from_dict, config_to_dict
 from .corpus import EpisodeSampler, image_paths, random_crops
-from .encoders import load_encoder
 from .errors import UserError
 from .generator import Generator, adapt_parameter_names
 from .images import save_image
@@ -37,8 +36,7 @@ class TrainingDiverged(RuntimeError):
 
 
 def build_loss(config: Config) -> PerceptualLoss:
-    return PerceptualLoss(load_encoder(config.loss.encoder, config.train.seed, config.loss.precision),
-                          loss_weights(config.loss))
+    return perceptual_loss(config.loss, config.train.seed)
 
 
 def loss_meta(config: Config, loss_fn: PerceptualLoss) -> dict:
