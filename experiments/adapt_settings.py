@@ -17,8 +17,8 @@ import dataclasses
 
 import torch
 
-from metastyle.adapt import (adapt, adaptation_crops, cycle_batches, evaluate_terms, loss_weights,
-                             perceptual_loss)
+from metastyle.adapt import (SUPPORT_CROPS, adapt, adaptation_crops, cycle_batches, evaluate_terms,
+                             loss_weights, perceptual_loss)
 from metastyle.config import LossConfig
 from metastyle.corpus import default_content_paths
 from metastyle.evaluate import load_init
@@ -42,6 +42,10 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256, help="long side of the shown photo")
     parser.add_argument("--style-size", type=int, default=0,
                         help="long side of the style image for the Gram targets (0 = the base's)")
+    parser.add_argument("--photo", default="",
+                        help="the photo shown (default: the first adaptation photo, astronaut)")
+    parser.add_argument("--crop", type=int, default=0,
+                        help="side of the adaptation crops (0 = the base's training crop)")
     args = parser.parse_args()
 
     base, meta = load_init(args.base)
@@ -49,8 +53,9 @@ def main() -> None:
     loss_cfg = LossConfig(**meta.get("loss", meta.get("config", {}).get("loss", {})))
     judge = perceptual_loss(loss_cfg)
     contents = default_content_paths()
-    support = adaptation_crops(contents, 4, data.get("crop", 96), torch.Generator().manual_seed(0))
-    photo = pil_to_tensor(resize_long_side(load_image(contents[0]), args.size))
+    support = adaptation_crops(contents, SUPPORT_CROPS, args.crop or data.get("crop", 96),
+                               torch.Generator().manual_seed(0))
+    photo = pil_to_tensor(resize_long_side(load_image(args.photo or contents[0]), args.size))
     rows = []
     for style_path in args.styles:
         style_size = args.style_size or data.get("style_size", 192)

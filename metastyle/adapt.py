@@ -28,6 +28,11 @@ from .losses import LossWeights, PerceptualLoss
 from .stylize import stylize_tensor
 
 
+# Adaptation crops per style: the count the benchmark measures adaptation with
+# (BenchConfig.support_crops), so `metastyle adapt` behaves as the report says.
+SUPPORT_CROPS = 8
+
+
 @dataclass
 class AdaptResult:
     model: nn.Module
@@ -142,7 +147,7 @@ def adapt_style_file(style_path, base_path, contents: list, steps: int | None = 
         loss_cfg = replace(loss_cfg, style_weight=style_weight)
     loss_fn = perceptual_loss(loss_cfg)
     style = pil_to_tensor(resize_long_side(style_img, data.get("style_size", 192)))
-    support = adaptation_crops(contents, max(batch * 2, 4), data.get("crop", 96),
+    support = adaptation_crops(contents, max(batch * 2, SUPPORT_CROPS), data.get("crop", 96),
                                torch.Generator().manual_seed(seed))
     targets = loss_fn.style_targets(style)
     before = evaluate_terms(base, loss_fn, targets, support)["total"]
