@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from .checkpoint import load_generator, save_delta
-from .config import LossConfig
+from .config import BenchConfig, LossConfig
 from .corpus import random_crops
 from .encoders import load_encoder
 from .errors import UserError
@@ -28,9 +28,9 @@ from .losses import LossWeights, PerceptualLoss
 from .stylize import stylize_tensor
 
 
-# Adaptation crops per style: the count the benchmark measures adaptation with
-# (BenchConfig.support_crops), so `metastyle adapt` behaves as the report says.
-SUPPORT_CROPS = 8
+# Adaptation crops per style: the count the benchmark measures adaptation with, so
+# `metastyle adapt` behaves as the report says.
+SUPPORT_CROPS = BenchConfig().support_crops
 
 
 @dataclass

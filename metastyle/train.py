@@ -35,10 +35,6 @@ class TrainingDiverged(RuntimeError):
     """The meta-loss went non-finite or grew far past its best; the last checkpoint is kept."""
 
 
-def build_loss(config: Config) -> PerceptualLoss:
-    return perceptual_loss(config.loss, config.train.seed)
-
-
 def loss_meta(config: Config, loss_fn: PerceptualLoss) -> dict:
     """What every model file records about the loss it was trained with."""
     return {"encoder": loss_fn.encoder.name, "encoder_sha256": loss_fn.encoder.weights_sha256,
@@ -184,7 +180,7 @@ def meta_train(config: Config, run_dir: Path, resume: bool = False, progress: bo
     (run_dir / "samples").mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "config.json", config_to_dict(config))
     write_json(run_dir / "environment.json", environment())
-    loss_fn = build_loss(config).to(device)
+    loss_fn = perceptual_loss(config.loss, config.train.seed).to(device)
     sampler = EpisodeSampler(image_paths(config.data, "style", "train"),
                              image_paths(config.data, "content", "train"), config.data)
     check = HeldOutCheck.build(config, sampler, device)
