@@ -173,7 +173,7 @@ def test_stylize_files_writes_jpegs_of_the_right_size(tmp_path):
 
 
 def test_stylize_files_beside_inputs_keeps_inputs_intact(tmp_path):
-    x = write_image(tmp_path / "x.png", 24, 24, seed=3)
+    write_image(tmp_path / "x.png", 24, 24, seed=3)
     x_out = write_image(tmp_path / "x_stylized.jpg", 24, 24, seed=4)
     before = x_out.read_bytes()
     written = stylize_files(LocalConv(), [tmp_path])
