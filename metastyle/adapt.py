@@ -50,14 +50,26 @@ def cycle_batches(support: torch.Tensor, batch: int) -> Callable[[int], torch.Te
     return batch_for
 
 
+def fresh_crops(contents: list, batch: int, crop: int, seed: int) -> Callable[[int], torch.Tensor]:
+    """Every step gets ``batch`` new random crops (scale, position, flip) of ``contents``.
+
+    Why: a fixed support set is what K steps overfit (session 5: all-parameter adaptation got
+    worse on unseen photos past k=50); crops are free, so a stream shows the style on every part
+    of the photos. Deterministic given ``seed``, so every method in a benchmark sees the same crops.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    count = min(batch, len(contents))
+    return lambda _step: random_crops(contents, count, crop, gen)[0]
+
+
 def adapt(base: nn.Module, loss_fn: PerceptualLoss, style_targets: dict,
           batches: Callable[[int], torch.Tensor], steps: int, lr: float, subset: str = "norm",
           on_step: Callable[[int, float], None] | None = None,
           probe: Callable[[int, nn.Module], None] | None = None) -> AdaptResult:
     """Copy ``base`` and fit ``subset`` of its parameters to a style with Adam.
 
-    ``batches(i)`` gives step i's content batch (``cycle_batches`` for a fixed support set, a
-    random-crop stream for per-style training); ``on_step(i, loss)`` drives progress bars;
+    ``batches(i)`` gives step i's content batch (``cycle_batches`` for a fixed support set,
+    ``fresh_crops`` for a stream); ``on_step(i, loss)`` drives progress bars;
     ``probe(k, model)`` sees the model after k steps (k = 0 first), outside the timed region,
     so a benchmark can score an adaptation curve in one run.
     """

@@ -13,9 +13,9 @@ from typing import Callable
 
 import torch
 
-from .adapt import AdaptResult, adapt, perceptual_loss
+from .adapt import AdaptResult, adapt, fresh_crops, perceptual_loss
 from .checkpoint import save_generator
-from .corpus import random_crops, readable_images
+from .corpus import readable_images
 from .errors import UserError
 from .generator import Generator, GeneratorConfig
 from .images import list_images, load_image, pil_to_tensor, resize_long_side
@@ -65,9 +65,8 @@ def train_per_style(style_targets: dict, loss_fn: PerceptualLoss, contents: list
     """A randomly initialized generator, all parameters trained on one style (Johnson)."""
     torch.manual_seed(seed)
     model = Generator(config)
-    gen = torch.Generator().manual_seed(seed)
-    return adapt(model, loss_fn, style_targets, lambda _: random_crops(contents, batch, crop, gen)[0],
-                 steps, lr, subset="all", on_step=on_step)
+    return adapt(model, loss_fn, style_targets, fresh_crops(contents, batch, crop, seed), steps, lr,
+                 subset="all", on_step=on_step)
 
 
 def per_style_model_file(style_path: Path, content_dir: Path, output: Path, config, steps: int,

@@ -108,6 +108,7 @@ class BenchConfig:
     eval_photos: int = 4  # held-out photos that score every method (never adapted on)
     eval_size: int = 128  # long side of the scored photos
     support_crops: int = 8  # adaptation crops, from held-out photos disjoint from the scored ones
+    fresh_crops: bool = False  # new random crops of those photos every step (as `adapt` draws)
     batch: int = 2
     ks: list[int] = field(default_factory=lambda: [0, 1, 2, 5, 10, 20, 50])
     default_k: int = 10  # the K `metastyle adapt` uses; the grid shows outputs at this K

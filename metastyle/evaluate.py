@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from . import checkpoint
-from .adapt import adapt, adaptation_crops, cycle_batches, loss_weights, perceptual_loss
+from .adapt import (adapt, adaptation_crops, cycle_batches, fresh_crops, loss_weights,
+                    perceptual_loss)
 from .baselines import gatys, train_per_style
 from .config import BenchConfig, LossConfig, config_from_dict
 from .corpus import image_paths
@@ -71,8 +72,8 @@ def score(model: nn.Module, loss_fn: PerceptualLoss, targets: dict, photos: list
     return sums
 
 
-def curve(model, loss_fn, targets, support, photos, ks, lr, regime, batch, show_k=None):
-    """Adapt for max(ks) steps, scoring the held-out photos at each k in ``ks``.
+def curve(model, loss_fn, targets, batches, photos, ks, lr, regime, show_k=None):
+    """Adapt for max(ks) steps on ``batches()``'s stream, scoring the photos at each k in ``ks``.
 
     Returns the scores per k, the adaptation result and (when ``show_k`` is given) the first
     photo as stylized after ``show_k`` steps, for the image grid.
@@ -88,17 +89,16 @@ def curve(model, loss_fn, targets, support, photos, ks, lr, regime, batch, show_
             with torch.no_grad():
                 shown.append(current(photos[0]))
 
-    result = adapt(model, loss_fn, targets, cycle_batches(support, batch), max(ks), lr, regime,
-                   probe=probe)
+    result = adapt(model, loss_fn, targets, batches(), max(ks), lr, regime, probe=probe)
     return points, result, (shown[0] if shown else None)
 
 
-def tune_learning_rate(model, loss_fn, styles, support, photos, lrs, regime, steps, batch):
+def tune_learning_rate(model, loss_fn, styles, batches, photos, lrs, regime, steps):
     """Pick the rate with the lowest mean loss after ``steps`` on *train* styles."""
     table = {}
     for lr in lrs:
-        losses = [curve(model, loss_fn, loss_fn.style_targets(s), support, photos, [steps], lr,
-                        regime, batch)[0][steps]["total"] for s in styles]
+        losses = [curve(model, loss_fn, loss_fn.style_targets(s), batches, photos, [steps], lr,
+                        regime)[0][steps]["total"] for s in styles]
         table[lr] = sum(losses) / len(losses)
     return min(table, key=table.get), table
 
@@ -151,7 +151,7 @@ def run_bench(cfg: BenchConfig, out_dir: Path, progress: bool = True) -> dict:
         for regime in cfg.regimes:
             lr, table = tune_learning_rate(model, loss_fn, data["tune_styles"], data["tune_support"],
                                            data["tune_photos"], cfg.tune_lrs[regime], regime,
-                                           cfg.default_k, cfg.batch)
+                                           cfg.default_k)
             name = f"{init_name}/{regime}"
             entry = {"init": init_name, "regime": regime, "lr": lr,
                      "lr_tuning": {str(k): v for k, v in table.items()},
@@ -160,7 +160,7 @@ def run_bench(cfg: BenchConfig, out_dir: Path, progress: bool = True) -> dict:
             start = time.perf_counter()
             for target in targets:
                 points, result, shown = curve(model, loss_fn, target, data["support"],
-                                              data["photos"], entry["ks"], lr, regime, cfg.batch,
+                                              data["photos"], entry["ks"], lr, regime,
                                               show_k=cfg.default_k)
                 grid[name].append(shown)
                 entry["terms"].append([points[k] for k in entry["ks"]])
@@ -209,8 +209,15 @@ def _bench_data(cfg: BenchConfig, setting: Setting) -> dict:
     def photo(path):
         return pil_to_tensor(resize_long_side(load_image(path), cfg.eval_size))
 
-    support = adaptation_crops(rest, cfg.support_crops, setting.crop, gen)
-    tune_support = adaptation_crops(train_contents, cfg.support_crops, setting.crop, gen)
+    def support_stream(contents):
+        """A factory of batch streams: every (init, regime, style) adapts on the same crops."""
+        if cfg.fresh_crops:
+            return lambda: fresh_crops(contents, cfg.batch, setting.crop, cfg.seed)
+        crops = adaptation_crops(contents, cfg.support_crops, setting.crop, gen)
+        return lambda: cycle_batches(crops, cfg.batch)
+
+    support = support_stream(rest)
+    tune_support = support_stream(train_contents)
     return {"styles": styles, "style_tensors": [load_style(p) for p in styles],
             "photos": [photo(p) for p in scored], "photo_names": [p.name for p in scored],
             "support": support,

@@ -124,7 +124,10 @@ def markdown(results: dict, grid_columns: list[str]) -> str:
         "# metastyle benchmark", "",
         f"Encoder `{results['encoder']}`; {len(results['styles'])} {split} styles; "
         f"{cfg['eval_photos']} {split} photos at {cfg['eval_size']} px scored (never adapted on); "
-        f"adaptation on {cfg['support_crops']} crops of other {split} photos, batch {cfg['batch']}. "
+        + (f"adaptation on new random crops of other {split} photos every step"
+           if cfg.get("fresh_crops") else
+           f"adaptation on {cfg['support_crops']} crops of other {split} photos")
+        + f", batch {cfg['batch']}. "
         f"Meta init: `{cfg['meta_init']}` (step {results['init_provenance'].get('step')}); "
         f"joint init: `{cfg['joint_init'] or 'not included'}`"
         + "".join(f"; {n}: `{p}`" for n, p in cfg.get("candidates", {}).items())

@@ -3,8 +3,10 @@
 import json
 
 import pytest
+import torch
 
 from conftest import tiny_config_overrides
+from metastyle.adapt import fresh_crops
 from metastyle.config import BenchConfig, load_config
 from metastyle.errors import UserError
 from metastyle.evaluate import _evenly, _steps_to, run_bench
@@ -68,6 +70,30 @@ def test_validation_run_compares_candidates_without_touching_heldout(tiny_corpus
     with pytest.raises(UserError, match="split"):
         run_bench(_bench_config(tiny_corpus, tiny_init, split='"test"'), tmp_path / "x",
                   progress=False)
+
+
+def test_fresh_crop_bench_adapts_on_a_stream_and_says_so(tiny_corpus, tiny_init, tmp_path):
+    cfg = _bench_config(tiny_corpus, tiny_init, split='"train"', joint_init='""',
+                        regimes='["norm"]', gatys_steps=0, peers="[]", per_style_steps=0)
+    fixed = run_bench(cfg, tmp_path / "fixed", progress=False)["summary"]["curves"]["meta/norm"]
+    fresh_cfg = _bench_config(tiny_corpus, tiny_init, split='"train"', joint_init='""',
+                              regimes='["norm"]', gatys_steps=0, peers="[]", per_style_steps=0,
+                              fresh_crops="true")
+    fresh = run_bench(fresh_cfg, tmp_path / "fresh", progress=False)["summary"]["curves"]
+    assert fresh["meta/norm"]["mean"][0] == fixed["mean"][0]  # k=0: nothing adapted yet
+    assert fresh["meta/norm"]["mean"][-1] != fixed["mean"][-1]  # k=3 adapted on other crops
+    report = (tmp_path / "fresh" / "report.md").read_text()
+    assert "new random crops" in report and "new random crops" not in (
+        tmp_path / "fixed" / "report.md").read_text()
+
+
+def test_fresh_crops_stream_is_new_every_step_and_reproducible(tiny_corpus):
+    photos = sorted((tiny_corpus / "content").glob("*.png"))
+    stream = fresh_crops(photos, 2, 16, seed=3)
+    first, second = stream(0), stream(1)
+    assert first.shape == (2, 3, 16, 16) and not torch.equal(first, second)
+    assert torch.equal(fresh_crops(photos, 2, 16, seed=3)(0), first)
+    assert fresh_crops(photos[:1], 2, 16, seed=3)(0).shape[0] == 1  # one photo is enough
 
 
 def test_steps_to_target_and_even_selection():
