@@ -18,7 +18,7 @@ import dataclasses
 import torch
 
 from metastyle.adapt import (SUPPORT_CROPS, adapt, adaptation_crops, cycle_batches, evaluate_terms,
-                             loss_weights, perceptual_loss)
+                             fresh_crops, loss_weights, perceptual_loss)
 from metastyle.config import LossConfig
 from metastyle.corpus import default_content_paths
 from metastyle.evaluate import load_init
@@ -46,6 +46,9 @@ def main() -> None:
                         help="the photo shown (default: the first adaptation photo, astronaut)")
     parser.add_argument("--crop", type=int, default=0,
                         help="side of the adaptation crops (0 = the base's training crop)")
+    parser.add_argument("--fresh", action="store_true",
+                        help="new random crops every step instead of cycling the fixed support "
+                             "set (the printed loss stays on the fixed set)")
     args = parser.parse_args()
 
     base, meta = load_init(args.base)
@@ -53,8 +56,8 @@ def main() -> None:
     loss_cfg = LossConfig(**meta.get("loss", meta.get("config", {}).get("loss", {})))
     judge = perceptual_loss(loss_cfg)
     contents = default_content_paths()
-    support = adaptation_crops(contents, SUPPORT_CROPS, args.crop or data.get("crop", 96),
-                               torch.Generator().manual_seed(0))
+    crop = args.crop or data.get("crop", 96)
+    support = adaptation_crops(contents, SUPPORT_CROPS, crop, torch.Generator().manual_seed(0))
     photo = pil_to_tensor(resize_long_side(load_image(args.photo or contents[0]), args.size))
     rows = []
     for style_path in args.styles:
@@ -65,7 +68,8 @@ def main() -> None:
         for steps, lr, subset, style_weight in args.setting:
             weights = loss_weights(dataclasses.replace(loss_cfg, style_weight=style_weight))
             objective = PerceptualLoss(judge.encoder, weights)
-            result = adapt(base, objective, targets, cycle_batches(support, 2), steps, lr, subset)
+            batches = fresh_crops(contents, 2, crop, 0) if args.fresh else cycle_batches(support, 2)
+            result = adapt(base, objective, targets, batches, steps, lr, subset)
             terms = evaluate_terms(result.model, judge, targets, support)
             print(f"{style_path.rsplit('/', 1)[-1]}  K={steps} lr={lr} {subset} sw={style_weight}: "
                   f"total {terms['total']:.3f} content {terms['content']:.3f} "

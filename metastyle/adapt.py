@@ -159,15 +159,17 @@ def adapt_style_file(style_path, base_path, contents: list, steps: int | None = 
         loss_cfg = replace(loss_cfg, style_weight=style_weight)
     loss_fn = perceptual_loss(loss_cfg)
     style = pil_to_tensor(resize_long_side(style_img, data.get("style_size", 192)))
-    support = adaptation_crops(contents, max(batch * 2, SUPPORT_CROPS), data.get("crop", 96),
+    crop = data.get("crop", 96)
+    # adaptation streams new crops (see fresh_crops); a fixed set reports the loss before/after
+    support = adaptation_crops(contents, max(batch * 2, SUPPORT_CROPS), crop,
                                torch.Generator().manual_seed(seed))
     targets = loss_fn.style_targets(style)
     before = evaluate_terms(base, loss_fn, targets, support)["total"]
-    result = adapt(base, loss_fn, targets, cycle_batches(support, batch), steps, lr, subset,
-                   on_step=on_step)
+    result = adapt(base, loss_fn, targets, fresh_crops(contents, batch, crop, seed), steps, lr,
+                   subset, on_step=on_step)
     style_hash = hashlib.sha256(Path(style_path).read_bytes()).hexdigest()
     provenance = {"adapted_by": "metastyle adapt", "steps": steps, "lr": lr, "batch": batch,
-                  "subset": subset,
+                  "subset": subset, "crops": "fresh",
                   "style_file": Path(style_path).name, "style_sha256": style_hash,
                   "seconds": round(result.seconds, 3), "support_loss_before": before,
                   "support_loss_after": evaluate_terms(result.model, loss_fn, targets, support)["total"],
