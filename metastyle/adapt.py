@@ -28,8 +28,8 @@ from .losses import LossWeights, PerceptualLoss
 from .stylize import stylize_tensor
 
 
-# Adaptation crops per style: the count the benchmark measures adaptation with, so
-# `metastyle adapt` behaves as the report says.
+# The fixed crops `metastyle adapt` reports its loss before/after on (adaptation itself streams
+# new crops): the benchmark's support-set size.
 SUPPORT_CROPS = BenchConfig().support_crops
 
 
