@@ -8,6 +8,7 @@ many steps), so they can be compared like for like.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -31,6 +32,8 @@ from .stylize import stylize_tensor
 # The fixed crops `metastyle adapt` reports its loss before/after on (adaptation itself streams
 # new crops): the benchmark's support-set size.
 SUPPORT_CROPS = BenchConfig().support_crops
+# Decoded photos a crop stream keeps in memory (a few MB each at typical photo sizes).
+DECODED_PHOTOS = 8
 
 
 @dataclass
@@ -56,10 +59,12 @@ def fresh_crops(contents: list, batch: int, crop: int, seed: int) -> Callable[[i
     Why: a fixed support set is what K steps overfit (session 5: all-parameter adaptation got
     worse on unseen photos past k=50); crops are free, so a stream shows the style on every part
     of the photos. Deterministic given ``seed``, so every method in a benchmark sees the same crops.
+    The last few decoded photos are kept: adapt's handful of photos is decoded once, not per step.
     """
     gen = torch.Generator().manual_seed(seed)
     count = min(batch, len(contents))
-    return lambda _step: random_crops(contents, count, crop, gen)[0]
+    load = functools.lru_cache(maxsize=DECODED_PHOTOS)(load_image)
+    return lambda _step: random_crops(contents, count, crop, gen, load=load)[0]
 
 
 def adapt(base: nn.Module, loss_fn: PerceptualLoss, style_targets: dict,

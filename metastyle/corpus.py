@@ -10,6 +10,7 @@ import csv
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 from PIL import Image
@@ -59,8 +60,13 @@ def image_paths(data: DataConfig, kind: str, split: str) -> list[Path]:
 
 
 def random_crops(paths: list[Path], count: int, crop: int, gen: torch.Generator,
-                 exclude: tuple[int, ...] = ()) -> tuple[torch.Tensor, tuple[int, ...]]:
-    """``count`` crops from distinct images (not in ``exclude``): random scale, position, flip."""
+                 exclude: tuple[int, ...] = (), load: Callable[[Path], Image.Image] = load_image
+                 ) -> tuple[torch.Tensor, tuple[int, ...]]:
+    """``count`` crops from distinct images (not in ``exclude``): random scale, position, flip.
+
+    ``load`` decodes a path; a caller that crops the same few photos every step passes a cached
+    one (the corpus streams from disk, so it keeps the plain loader).
+    """
     if count == 0:
         return torch.empty(0, 3, crop, crop), ()
     available = [i for i in range(len(paths)) if i not in set(exclude)]
@@ -70,7 +76,7 @@ def random_crops(paths: list[Path], count: int, crop: int, gen: torch.Generator,
     chosen = tuple(available[i] for i in order)
     crops = []
     for index in chosen:
-        img = load_image(paths[index])
+        img = load(paths[index])
         scale = 1.0 + torch.rand((), generator=gen).item()  # short side in [crop, 2*crop]
         short = max(crop, round(crop * scale))
         img = resize_long_side(img, round(short * max(img.size) / min(img.size)))
