@@ -94,7 +94,12 @@ def curve(model, loss_fn, targets, batches, photos, ks, lr, regime, show_k=None)
 
 
 def tune_learning_rate(model, loss_fn, styles, batches, photos, lrs, regime, steps):
-    """Pick the rate with the lowest mean loss after ``steps`` on *train* styles."""
+    """Pick the rate with the lowest mean loss after ``steps`` on *train* styles.
+
+    A single candidate is returned untried (empty table): there is nothing to choose between.
+    """
+    if len(lrs) == 1:
+        return lrs[0], {}
     table = {}
     for lr in lrs:
         losses = [curve(model, loss_fn, loss_fn.style_targets(s), batches, photos, [steps], lr,

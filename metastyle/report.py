@@ -115,6 +115,15 @@ def _reached(values: list) -> str:
     return f"{sum(v is not None for v in values)}/{len(values)}"
 
 
+def _tuning_sentence(cfg: dict) -> str:
+    tuned = {regime: lrs for regime, lrs in cfg["tune_lrs"].items()
+             if regime in cfg["regimes"] and len(lrs) > 1}
+    if not tuned:
+        return "Learning rates fixed (one candidate per regime, no tuning)."
+    return (f"Learning rates tuned per (init, regime) among {tuned} on {cfg['tune_styles']} "
+            f"*train* styles at k={cfg['default_k']}.")
+
+
 def markdown(results: dict, grid_columns: list[str]) -> str:
     """The report: setting, curves table, steps-to-target, timing, judge, image grid."""
     cfg, summary, methods = results["config"], results["summary"], results["methods"]
@@ -131,8 +140,7 @@ def markdown(results: dict, grid_columns: list[str]) -> str:
         f"Meta init: `{cfg['meta_init']}` (step {results['init_provenance'].get('step')}); "
         f"joint init: `{cfg['joint_init'] or 'not included'}`"
         + "".join(f"; {n}: `{p}`" for n, p in cfg.get("candidates", {}).items())
-        + f". Learning rates tuned per "
-        f"(init, regime) on {cfg['tune_styles']} *train* styles at k={cfg['default_k']}.",
+        + ". " + _tuning_sentence(cfg),
         "", f"Machine: {env['machine']} {env['processor']}, torch {env['torch']}, "
         f"{env['threads']} threads, git {env['git_commit'][:10]}, {env['time']}.", "",
         f"## Mean total loss on {split} photos after k adaptation steps", ""]

