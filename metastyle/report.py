@@ -159,15 +159,17 @@ def markdown(results: dict, grid_columns: list[str]) -> str:
               "| init | " + " | ".join(f"k={k}" for k in ks) + " |", "|---|" + "---|" * len(ks)]
     for init, best in summary["best_regime"].items():
         lines.append(f"| {init} | " + " | ".join(best[str(k)].split("/")[1] for k in ks) + " |")
-    lines += ["", "## Steps to target (the per-style network's loss)", "",
-              "Median k over the styles that reached it (reached/total); 90% = 10% below the "
-              "per-style loss, 110% = within 10% above it.", "",
-              "| method | 90% | 100% | 110% |", "|---|---|---|---|"]
-    for name, table in summary["steps_to_target"].items():
-        cells = [f"{_median_reached(table[l]) if _median_reached(table[l]) is not None else '—'}"
-                 f" ({_reached(table[l])})" for l in ("90%", "100%", "110%")]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", "![steps to target](steps_to_target.png)", ""]
+    if summary["steps_to_target"]:
+        lines += ["", "## Steps to target (the per-style network's loss)", "",
+                  "Median k over the styles that reached it (reached/total); 90% = 10% below the "
+                  "per-style loss, 110% = within 10% above it.", "",
+                  "| method | 90% | 100% | 110% |", "|---|---|---|---|"]
+        for name, table in summary["steps_to_target"].items():
+            cells = [f"{_median_reached(table[l]) if _median_reached(table[l]) is not None else '—'}"
+                     f" ({_reached(table[l])})" for l in ("90%", "100%", "110%")]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines += ["", "![steps to target](steps_to_target.png)"]
+    lines.append("")
     if "steps_to_meta_at_default_k" in summary:
         lines += [f"## Steps other inits need to match the meta init at k={cfg['default_k']}", "",
                   "| regime | init | median k (reached/total) | per style |", "|---|---|---|---|"]
@@ -201,7 +203,8 @@ def write_report(results: dict, grid: dict, data: dict, out_dir: Path) -> None:
     from .images import atomic_write_bytes
 
     plot_curves(results, out_dir / "curves.png")
-    plot_steps_to_target(results, out_dir / "steps_to_target.png")
+    if results["summary"]["steps_to_target"]:  # only when the per-style network ran
+        plot_steps_to_target(results, out_dir / "steps_to_target.png")
     image_grid(grid, data, out_dir / "grid.jpg")
     columns = ["photo", "style"] + [m for m in grid if m != "photo"]
     atomic_write_bytes(out_dir / "report.md", markdown(results, columns).encode())

@@ -82,10 +82,16 @@ def test_fresh_crop_bench_adapts_on_a_stream_and_says_so(tiny_corpus, tiny_init,
     fresh_cfg = _bench_config(tiny_corpus, tiny_init, split='"train"', joint_init='""',
                               regimes='["norm"]', gatys_steps=0, peers="[]", per_style_steps=0,
                               fresh_crops="true")
-    fresh = run_bench(fresh_cfg, tmp_path / "fresh", progress=False)["summary"]["curves"]
+    fresh_results = run_bench(fresh_cfg, tmp_path / "fresh", progress=False)
+    fresh = fresh_results["summary"]["curves"]
+    # per_style_steps = 0 leaves the per-style network out instead of scoring an untrained one
+    assert "per-style" not in fresh_results["methods"] and not fresh_results["summary"][
+        "steps_to_target"]
+    assert not (tmp_path / "fresh" / "steps_to_target.png").exists()
     assert fresh["meta/norm"]["mean"][0] == fixed["mean"][0]  # k=0: nothing adapted yet
     assert fresh["meta/norm"]["mean"][-1] != fixed["mean"][-1]  # k=3 adapted on other crops
     report = (tmp_path / "fresh" / "report.md").read_text()
+    assert "Steps to target" not in report and "per-style" not in report
     assert "new random crops" in report and "new random crops" not in (
         tmp_path / "fixed" / "report.md").read_text()
 
