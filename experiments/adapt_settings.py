@@ -8,6 +8,8 @@ and writes one image grid (rows: styles; columns: the style, then each setting).
 
     python experiments/adapt_settings.py BASE STYLE... -o grid.jpg \
         --setting 10,0.03,norm,1 --setting 50,0.1,norm,3
+    python experiments/adapt_settings.py shipped STYLE... -o grid.jpg --fresh \
+        --preset fast --preset quality
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ import dataclasses
 
 import torch
 
-from metastyle.adapt import (SUPPORT_CROPS, adapt, adaptation_crops, cycle_batches, evaluate_terms,
-                             fresh_crops, loss_weights, perceptual_loss)
+from metastyle.adapt import (PRESETS, SUPPORT_CROPS, adapt, adaptation_crops, cycle_batches,
+                             evaluate_terms, fresh_crops, loss_weights, perceptual_loss,
+                             recommended)
 from metastyle.config import LossConfig
 from metastyle.corpus import default_content_paths
 from metastyle.evaluate import load_init
@@ -27,9 +30,9 @@ from metastyle.losses import PerceptualLoss
 from metastyle.stylize import stylize_tensor
 
 
-def parse_setting(text: str) -> tuple[int, float, str, float]:
-    steps, lr, subset, style_weight = text.split(",")
-    return int(steps), float(lr), subset, float(style_weight)
+def parse_setting(text: str) -> tuple[int, float, str, float, int]:
+    steps, lr, subset, style_weight, *batch = text.split(",")
+    return int(steps), float(lr), subset, float(style_weight), int(batch[0]) if batch else 2
 
 
 def main() -> None:
@@ -37,8 +40,10 @@ def main() -> None:
     parser.add_argument("base")
     parser.add_argument("styles", nargs="+")
     parser.add_argument("-o", "--output", required=True)
-    parser.add_argument("--setting", action="append", type=parse_setting, required=True,
-                        help="K,lr,subset,style_weight")
+    parser.add_argument("--setting", action="append", type=parse_setting, default=[],
+                        help="K,lr,subset,style_weight[,batch] (batch 2 if not given)")
+    parser.add_argument("--preset", action="append", choices=sorted(PRESETS), default=[],
+                        help="a `metastyle adapt --preset` setting at the base's style weight")
     parser.add_argument("--size", type=int, default=256, help="long side of the shown photo")
     parser.add_argument("--style-size", type=int, default=0,
                         help="long side of the style image for the Gram targets (0 = the base's)")
@@ -54,6 +59,12 @@ def main() -> None:
     base, meta = load_init(args.base)
     data = meta.get("config", {}).get("data", {})
     loss_cfg = LossConfig(**meta.get("loss", meta.get("config", {}).get("loss", {})))
+    for name in args.preset:
+        chosen = recommended(meta, preset=name)
+        args.setting.append((chosen.steps, chosen.lr, chosen.subset, loss_cfg.style_weight,
+                             chosen.batch))
+    if not args.setting:
+        parser.error("give at least one --setting or --preset")
     judge = perceptual_loss(loss_cfg)
     contents = default_content_paths()
     crop = args.crop or data.get("crop", 96)
@@ -65,13 +76,15 @@ def main() -> None:
         style = pil_to_tensor(resize_long_side(load_image(style_path), style_size))
         shown = [torch.nn.functional.interpolate(style, size=photo.shape[-2:], mode="area")]
         targets = judge.style_targets(style)  # Gram targets do not depend on the loss weights
-        for steps, lr, subset, style_weight in args.setting:
+        for steps, lr, subset, style_weight, batch in args.setting:
             weights = loss_weights(dataclasses.replace(loss_cfg, style_weight=style_weight))
             objective = PerceptualLoss(judge.encoder, weights)
-            batches = fresh_crops(contents, 2, crop, 0) if args.fresh else cycle_batches(support, 2)
+            batches = (fresh_crops(contents, batch, crop, 0) if args.fresh
+                       else cycle_batches(support, batch))
             result = adapt(base, objective, targets, batches, steps, lr, subset)
             terms = evaluate_terms(result.model, judge, targets, support)
-            print(f"{style_path.rsplit('/', 1)[-1]}  K={steps} lr={lr} {subset} sw={style_weight}: "
+            print(f"{style_path.rsplit('/', 1)[-1]}  K={steps} lr={lr} {subset} sw={style_weight} "
+                  f"batch {batch}: "
                   f"total {terms['total']:.3f} content {terms['content']:.3f} "
                   f"style {terms['style']:.3f} ({result.seconds:.1f} s); style per layer "
                   + " ".join(f"{k.removeprefix('style/')} {v:.3f}" for k, v in terms.items()

@@ -134,29 +134,54 @@ def adaptation_crops(contents: list, count: int, crop: int, gen: torch.Generator
     return torch.cat([random_crops(contents, 1, crop, gen)[0] for _ in range(count)])
 
 
-def recommended(meta: dict, steps: int | None, lr: float | None, subset: str | None):
-    """Fill unset adaptation settings from the base's metadata (what its benchmark chose)."""
-    return (steps if steps is not None else meta.get("adapt_steps", 10),
-            lr if lr is not None else meta.get("adapt_lr", 0.01),
-            subset or meta.get("adapt_subset", "norm"))
+@dataclass(frozen=True)
+class AdaptSettings:
+    steps: int
+    lr: float
+    subset: str
+    batch: int
+
+
+# Named starting points for `metastyle adapt --preset`; explicit options override them.
+# fast: the base's own recommendation (what its benchmark chose; norm-only, ~8 KB files).
+# quality: every parameter, 400 steps of 4 fresh crops: painting-like texture in minutes on a
+# CPU, ~1.1 MB files (experiments/results/quality; experiments/LOG.md, session 7).
+PRESETS = {"fast": {}, "quality": {"steps": 400, "lr": 0.001, "subset": "all", "batch": 4}}
+DEFAULT_BATCH = 2
+
+
+def recommended(meta: dict, steps: int | None = None, lr: float | None = None,
+                subset: str | None = None, batch: int | None = None,
+                preset: str = "fast") -> AdaptSettings:
+    """Adaptation settings: explicit values, else the preset's, else the base's metadata."""
+    if preset not in PRESETS:
+        raise UserError(f"adapt preset {preset!r}: expected one of {', '.join(PRESETS)}")
+    chosen = {"steps": meta.get("adapt_steps", 10), "lr": meta.get("adapt_lr", 0.01),
+              "subset": meta.get("adapt_subset", "norm"), "batch": DEFAULT_BATCH}
+    given = {"steps": steps, "lr": lr, "subset": subset, "batch": batch}
+    return AdaptSettings(**(chosen | PRESETS[preset]
+                            | {k: v for k, v in given.items() if v is not None}))
 
 
 def adapt_style_file(style_path, base_path, contents: list, steps: int | None = None,
-                     lr: float | None = None, batch: int = 2, seed: int = 0,
+                     lr: float | None = None, batch: int | None = None, seed: int = 0,
                      on_step: Callable[[int, float], None] | None = None,
-                     subset: str | None = None, style_weight: float | None = None):
+                     subset: str | None = None, style_weight: float | None = None,
+                     preset: str = "fast"):
     """Adapt the generator at ``base_path`` to the image at ``style_path``.
 
     Uses the base's own loss, encoder and training resolution (read from its metadata), so
-    adaptation matches what the init was meta-trained for; unset steps / lr / subset take the
-    base's recommendation. ``style_weight`` overrides the base's (more style, less photo).
+    adaptation matches what the init was meta-trained for; unset steps / lr / subset / batch
+    come from ``preset`` (see `PRESETS`), then the base's recommendation. ``style_weight``
+    overrides the base's (more style, less photo).
     Returns ``(AdaptResult, base_meta, provenance)``.
     """
     if style_weight is not None and not style_weight > 0:
         raise UserError(f"style weight {style_weight}: must be positive")
     style_img = load_image(style_path)  # validate the user's file before any heavy work
     base, meta = load_generator(base_path)
-    steps, lr, subset = recommended(meta, steps, lr, subset)
+    settings = recommended(meta, steps, lr, subset, batch, preset)
+    steps, lr, subset, batch = settings.steps, settings.lr, settings.subset, settings.batch
     train_cfg = meta.get("config", {})
     data = train_cfg.get("data", {})
     loss_cfg = LossConfig(**meta.get("loss", train_cfg.get("loss", {})))
@@ -173,7 +198,7 @@ def adapt_style_file(style_path, base_path, contents: list, steps: int | None = 
     result = adapt(base, loss_fn, targets, fresh_crops(contents, batch, crop, seed), steps, lr,
                    subset, on_step=on_step)
     style_hash = hashlib.sha256(Path(style_path).read_bytes()).hexdigest()
-    provenance = {"adapted_by": "metastyle adapt", "steps": steps, "lr": lr, "batch": batch,
+    provenance = {"adapted_by": "metastyle adapt", "preset": preset, "steps": steps, "lr": lr, "batch": batch,
                   "subset": subset, "crops": "fresh",
                   "style_file": Path(style_path).name, "style_sha256": style_hash,
                   "seconds": round(result.seconds, 3), "support_loss_before": before,
@@ -185,16 +210,18 @@ def adapt_style_file(style_path, base_path, contents: list, steps: int | None = 
 
 
 def adapt_and_save(style_path: Path, base_path: Path, contents: list, output: Path,
-                   preview: Path | None, steps: int | None, lr: float | None, batch: int,
-                   seed: int = 0, on_step: Callable[[int, float], None] | None = None,
-                   subset: str | None = None, style_weight: float | None = None) -> dict:
+                   preview: Path | None, steps: int | None, lr: float | None,
+                   batch: int | None, seed: int = 0,
+                   on_step: Callable[[int, float], None] | None = None,
+                   subset: str | None = None, style_weight: float | None = None,
+                   preset: str = "fast") -> dict:
     """`metastyle adapt`: adapt, then write the delta model and a preview; returns a summary."""
     if Path(output).suffix != ".safetensors":
         raise UserError(f"{output}: model files must end in .safetensors")
     if preview is not None:
         check_output_suffix(preview)
     result, _, provenance = adapt_style_file(style_path, base_path, contents, steps, lr, batch,
-                                             seed, on_step, subset, style_weight)
+                                             seed, on_step, subset, style_weight, preset)
     save_delta(output, result.model, base_path, result.names, provenance)
     if preview is not None:
         photo = pil_to_tensor(resize_long_side(load_image(contents[0]), 384))

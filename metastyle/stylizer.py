@@ -124,15 +124,17 @@ def _content_paths(content) -> list[Path]:
 
 
 def adapt(style_image: ImageLike, steps: int | None = None, content=None,
-          base: str | Path | None = None, lr: float | None = None, batch: int = 2, seed: int = 0,
-          on_step: Callable[[int, float], None] | None = None,
-          subset: str | None = None, style_weight: float | None = None) -> Stylizer:
+          base: str | Path | None = None, lr: float | None = None, batch: int | None = None,
+          seed: int = 0, on_step: Callable[[int, float], None] | None = None,
+          subset: str | None = None, style_weight: float | None = None,
+          preset: str = "fast") -> Stylizer:
     """Learn the style of ``style_image`` (file path, PIL image or tensor) in a few steps.
 
     ``content``: photos to adapt on (a folder or a list of files; default: scikit-image's
     sample photos); ``base``: the generator to start from (default: the shipped meta-init);
-    ``steps`` / ``lr`` / ``subset`` default to the base's recommendation (10 / 0.01 / norm when
-    it has none); ``style_weight`` overrides the base's (higher = more style, less photo);
+    ``steps`` / ``lr`` / ``subset`` / ``batch`` default to ``preset``'s ("fast": the base's
+    recommendation; "quality": all parameters, 400 steps; see `metastyle.adapt.PRESETS`);
+    ``style_weight`` overrides the base's (higher = more style, less photo);
     ``on_step(i, loss)`` is called after each step (i counts from 0).
     """
     base_path = Path(base) if base is not None else SHIPPED_INIT
@@ -145,7 +147,8 @@ def adapt(style_image: ImageLike, steps: int | None = None, content=None,
             save_image(style_image if isinstance(style_image, Image.Image)
                        else as_tensor(style_image), style_path)
         result, _, provenance = adapt_style_file(style_path, base_path, contents, steps, lr,
-                                                 batch, seed, on_step, subset, style_weight)
+                                                 batch, seed, on_step, subset, style_weight,
+                                                 preset)
     base_model, _ = load_generator(base_path)
     return Stylizer(result.model, base_model, result.names, provenance, base_path)
 

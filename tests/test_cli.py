@@ -37,6 +37,27 @@ def test_adapt_writes_a_small_delta_and_a_preview_then_stylize_uses_it(base_mode
     assert len(written) == 1 and Image.open(written[0]).size == (48, 40)
 
 
+def test_adapt_quality_preset_adapts_every_parameter_and_options_override_it(
+        base_model, content_dir, tiny_corpus, tmp_path):
+    style = str(tiny_corpus / "style/style0.png")
+    common = ["--base", str(base_model), "--content", str(content_dir), "--no-progress"]
+    quality = tmp_path / "q.safetensors"
+    result = _ok(runner.invoke(app, ["adapt", style, "--preset", "quality", "-k", "2",
+                                     "-o", str(quality)] + common))
+    assert "2 steps (all) in" in result.stdout
+    _, meta = checkpoint.read(quality)
+    assert (meta["preset"], meta["subset"], meta["batch"]) == ("quality", "all", 4)
+    small = tmp_path / "n.safetensors"
+    _ok(runner.invoke(app, ["adapt", style, "--preset", "quality", "-k", "2", "--subset", "norm",
+                            "-o", str(small)] + common))
+    assert checkpoint.read(small)[1]["subset"] == "norm"
+    assert small.stat().st_size < quality.stat().st_size
+    bad = runner.invoke(app, ["adapt", style, "--preset", "best", "-o",
+                              str(tmp_path / "b.safetensors")] + common)
+    assert bad.exit_code == 2 and "preset 'best'" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "b.safetensors").exists()
+
+
 def test_train_style_and_optimize(tiny_corpus, content_dir, tmp_path):
     model = tmp_path / "per_style.safetensors"
     result = _ok(runner.invoke(app, [

@@ -45,7 +45,7 @@ def create_app(data_dir: str | Path, base: str | Path | None = None, steps: int 
     """
     base = Path(base).resolve() if base is not None else SHIPPED_INIT
     _, base_meta = read(base)  # fail now, not on the first upload, if the base is missing or bad
-    steps = recommended(base_meta, steps, None, None)[0]  # known up front for progress
+    steps = recommended(base_meta, steps).steps  # known up front for progress
     store = StyleStore(data_dir)
     pool = JobPool(workers, queue_size)
 
