@@ -198,8 +198,8 @@ def adapt_style_file(style_path, base_path, contents: list, steps: int | None = 
     result = adapt(base, loss_fn, targets, fresh_crops(contents, batch, crop, seed), steps, lr,
                    subset, on_step=on_step)
     style_hash = hashlib.sha256(Path(style_path).read_bytes()).hexdigest()
-    provenance = {"adapted_by": "metastyle adapt", "preset": preset, "steps": steps, "lr": lr, "batch": batch,
-                  "subset": subset, "crops": "fresh",
+    provenance = {"adapted_by": "metastyle adapt", "preset": preset, "steps": steps, "lr": lr,
+                  "batch": batch, "subset": subset, "crops": "fresh",
                   "style_file": Path(style_path).name, "style_sha256": style_hash,
                   "seconds": round(result.seconds, 3), "support_loss_before": before,
                   "support_loss_after": evaluate_terms(result.model, loss_fn, targets, support)["total"],

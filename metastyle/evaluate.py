@@ -311,7 +311,8 @@ def summarize(results: dict, cfg: BenchConfig) -> dict:
     """Per-method mean curves, steps-to-target vs the per-style network (when it ran), winners
     per k."""
     methods = results["methods"]
-    per_style = [t["total"] for t in methods["per-style"]["terms"]] if "per-style" in methods else None
+    per_style = ([t["total"] for t in methods["per-style"]["terms"]]
+                 if "per-style" in methods else None)
     summary = {"curves": {}, "steps_to_target": {}, "best_regime": {}}
     for name, entry in methods.items():
         if "ks" not in entry:
