@@ -347,7 +347,8 @@ def serve_cmd(
     workers: int = typer.Option(1, help="Adaptations that run at the same time."),
     queue: int = typer.Option(4, help="Adaptations that may wait; more get HTTP 429."),
     steps: Optional[int] = typer.Option(None, "--steps", "-k",
-                                        help="Adaptation steps per style (default: the base's)."),
+                                        help="Adaptation steps per style, for every preset "
+                                             "(default: the upload's preset)."),
     base: Optional[Path] = typer.Option(None, "--base", help="Base model (default: shipped init)."),
 ):
     """Run the style-onboarding web app: upload a style, watch it learn, stylize photos.

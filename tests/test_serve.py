@@ -104,6 +104,21 @@ def test_the_page_and_its_assets_are_served(make_client):
         assert client.get("/static/style.css").status_code == 200
 
 
+def test_an_upload_can_ask_for_the_quality_preset_and_a_bad_preset_is_a_400(make_client,
+                                                                           style_png):
+    with make_client() as client:
+        response = client.post("/styles", data={"preset": "quality"},
+                               files={"style": ("style0.png", style_png, "image/png")})
+        assert response.status_code == 202, response.text
+        assert wait_for_job(client, response.json()["job_id"])["state"] == "done"
+        [listed] = client.get("/styles").json()
+        assert (listed["preset"], listed["subset"], listed["steps"]) == ("quality", "all", 2)
+        bad = client.post("/styles", data={"preset": "best"},
+                          files={"style": ("style0.png", style_png, "image/png")})
+        assert bad.status_code == 400 and "preset 'best'" in bad.json()["detail"]
+        assert len(client.get("/styles").json()) == 1
+
+
 @pytest.mark.parametrize("kind, status, phrase", [
     ("not an image", 400, "not an image"),
     ("empty", 400, "empty"),

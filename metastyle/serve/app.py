@@ -41,11 +41,11 @@ def create_app(data_dir: str | Path, base: str | Path | None = None, steps: int 
                content=None, workers: int = 1, queue_size: int = 4,
                max_upload_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_PIXELS) -> FastAPI:
     """The service; styles live in ``data_dir``, adapted from ``base`` (default: shipped init)
-    in ``steps`` steps (default: the base's choice) on ``content`` photos, as `metastyle.adapt`.
+    on ``content`` photos with the upload's preset (as `metastyle.adapt`); ``steps``, when
+    given, overrides every preset's step count.
     """
     base = Path(base).resolve() if base is not None else SHIPPED_INIT
     _, base_meta = read(base)  # fail now, not on the first upload, if the base is missing or bad
-    steps = recommended(base_meta, steps).steps  # known up front for progress
     store = StyleStore(data_dir)
     pool = JobPool(workers, queue_size)
 
@@ -88,20 +88,23 @@ def create_app(data_dir: str | Path, base: str | Path | None = None, steps: int 
         return FileResponse(STATIC / "index.html")
 
     @app.post("/styles", status_code=202)
-    def add_style(style: UploadFile = File(...)):
+    def add_style(style: UploadFile = File(...), preset: str = Form("fast")):
+        chosen = recommended(base_meta, steps, preset=preset)  # steps known up front: progress
         name, image = read_image(style, "style")
         style_id = new_id()
 
         def work(job):
-            stylizer = adapt(image, steps, content, base, on_step=job.progress)
+            stylizer = adapt(image, chosen.steps, content, base, on_step=job.progress,
+                             preset=preset)
             provenance = stylizer.provenance
             store.add(style_id, stylizer, {
-                "name": name, "steps": steps, "seconds": provenance["seconds"],
+                "name": name, "preset": preset, "subset": chosen.subset, "steps": chosen.steps,
+                "seconds": provenance["seconds"],
                 "loss_before": provenance["support_loss_before"],
                 "loss_after": provenance["support_loss_after"]})
 
         try:
-            job = pool.submit(steps, work)
+            job = pool.submit(chosen.steps, work)
         except QueueFull:
             raise HTTPException(429, "busy: too many styles are being learned; "
                                      "try again in a minute") from None
