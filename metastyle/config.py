@@ -30,6 +30,7 @@ class LossConfig:
     content_weight: float = 1.0
     style_weight: float = 5.0
     tv_weight: float = 0.1
+    colour_weight: float = 0.0  # RGB mean/std against the style image (losses.colour_error)
     content_layers: list[str] = field(default_factory=lambda: ["relu2_2"])
     style_layers: list[str] = field(
         default_factory=lambda: ["relu1_2", "relu2_2", "relu3_3", "relu4_3"])
@@ -116,6 +117,7 @@ class BenchConfig:
     tune_lrs: dict[str, list[float]] = field(default_factory=lambda: {
         "norm": [0.003, 0.01, 0.03, 0.1], "decoder": [0.001, 0.003, 0.01],
         "all": [0.0003, 0.001, 0.003]})
+    colour_weight: float = 10.0  # colour term of the "+colour" regimes' adaptation objective
     tune_styles: int = 3  # train styles used to pick each (init, regime) learning rate
     per_style_steps: int = 200  # the per-style network baseline (random init, all params)
     per_style_lr: float = 0.001

@@ -1,8 +1,9 @@
-"""Perceptual losses: Gram-matrix style, feature content, total variation.
+"""Perceptual losses: Gram-matrix style, feature content, total variation, colour moments.
 
-Every term is *relative* (squared error divided by the target's squared norm), so the same loss
-weights work for any encoder: HED's caffe-scale activations are ~255x larger than
-torchvision-normalized ones, and raw 1e5-style weights would not transfer between them.
+Every feature term is *relative* (squared error divided by the target's squared norm), so the same
+loss weights work for any encoder: HED's caffe-scale activations are ~255x larger than
+torchvision-normalized ones, and raw 1e5-style weights would not transfer between them. The
+colour term lives in pixel space, so it is encoder-independent as it stands.
 """
 
 from __future__ import annotations
@@ -39,11 +40,31 @@ def total_variation(images: torch.Tensor) -> torch.Tensor:
     return dx + dy
 
 
+def colour_moments(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image, per-channel mean and standard deviation of the RGB pixels, each (B, 3).
+
+    The epsilon keeps the gradient finite on a flat image (d std / dx is 0/0 there)."""
+    return images.mean((2, 3)), images.var((2, 3), unbiased=False).add(_EPS).sqrt()
+
+
+def colour_error(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """Squared error of the images' RGB means and spreads against targets (1, 3), in [0,1] units.
+
+    Why: Gram terms barely steer global brightness and contrast (Risser et al. 2017 add histogram
+    losses for the same reason). Adapting to a dark painting left the photo bright and pastel,
+    even though the Gram terms themselves were lower for a dark output (experiments/LOG.md,
+    session 8). Absolute, not relative: a relative error would explode for a near-black style.
+    """
+    got_mean, got_std = colour_moments(images)
+    return ((got_mean - mean).pow(2) + (got_std - std).pow(2)).mean()
+
+
 @dataclass(frozen=True)
 class LossWeights:
     content: float = 1.0
     style: float = 5.0
     tv: float = 0.1
+    colour: float = 0.0  # weight of `colour_error` against the style image (0 = off)
     content_layers: tuple[str, ...] = ("relu2_2",)
     style_layers: tuple[str, ...] = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
 
@@ -52,7 +73,7 @@ class PerceptualLoss(nn.Module):
     """Johnson/Gatys loss over a frozen encoder; returns a dict of named terms plus ``total``.
 
     ``style`` is the mean of the per-layer terms (so adding a layer doesn't rescale it), then
-    weighted; ``total = content_w * content + style_w * style + tv_w * tv``.
+    weighted; ``total = content_w * content + style_w * style + tv_w * tv + colour_w * colour``.
     """
 
     def __init__(self, encoder: Encoder, weights: LossWeights = LossWeights()):
@@ -63,9 +84,11 @@ class PerceptualLoss(nn.Module):
 
     @torch.no_grad()
     def style_targets(self, style: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Gram matrices of one style image (1,3,H,W); computed once per style and reused."""
+        """Gram matrices (by layer name) and RGB moments (``rgb/mean``, ``rgb/std``) of one style
+        image (1,3,H,W); computed once per style and reused."""
         feats = self.encoder(style, self.weights.style_layers)
-        return {name: gram(f) for name, f in feats.items()}
+        mean, std = colour_moments(style)
+        return {name: gram(f) for name, f in feats.items()} | {"rgb/mean": mean, "rgb/std": std}
 
     @torch.no_grad()
     def content_targets(self, content: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -85,5 +108,7 @@ class PerceptualLoss(nn.Module):
             terms[f"style/{name}"] = relative_error(gram(feats[name]), target)
         terms["style"] = sum(terms[f"style/{n}"] for n in w.style_layers) / len(w.style_layers)
         terms["tv"] = total_variation(output)
-        terms["total"] = w.content * terms["content"] + w.style * terms["style"] + w.tv * terms["tv"]
+        terms["colour"] = colour_error(output, style_targets["rgb/mean"], style_targets["rgb/std"])
+        terms["total"] = (w.content * terms["content"] + w.style * terms["style"] + w.tv * terms["tv"]
+                          + w.colour * terms["colour"])
         return terms

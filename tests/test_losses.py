@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from metastyle.losses import LossWeights, PerceptualLoss, gram, relative_error, total_variation
+from metastyle.losses import (LossWeights, PerceptualLoss, colour_error, colour_moments, gram,
+                              relative_error, total_variation)
 
 
 def test_gram_hand_computed():
@@ -66,15 +67,17 @@ def images():
 
 def test_loss_terms_and_weighted_total(random_loss, images):
     content, style, output = images
-    weights = LossWeights(content=2.0, style=3.0, tv=0.5)
+    weights = LossWeights(content=2.0, style=3.0, tv=0.5, colour=1.5)
     loss = PerceptualLoss(random_loss.encoder, weights)
     terms = loss(output, content, loss.style_targets(style))
     layers = weights.style_layers
-    assert set(terms) == {"content", "style", "tv", "total"} | {f"style/{n}" for n in layers}
+    assert set(terms) == ({"content", "style", "tv", "colour", "total"}
+                          | {f"style/{n}" for n in layers})
     for name, value in terms.items():
         assert value.dim() == 0 and torch.isfinite(value) and value > 0, name
     assert torch.isclose(terms["style"], sum(terms[f"style/{n}"] for n in layers) / len(layers))
-    expected = 2.0 * terms["content"] + 3.0 * terms["style"] + 0.5 * terms["tv"]
+    expected = (2.0 * terms["content"] + 3.0 * terms["style"] + 0.5 * terms["tv"]
+                + 1.5 * terms["colour"])
     assert torch.isclose(terms["total"], expected)
     assert torch.isclose(terms["tv"], total_variation(output))
 
@@ -110,3 +113,22 @@ def test_gradients_reach_the_output(random_loss, images):
     assert output.grad is not None and output.grad.abs().sum() > 0
     assert torch.isfinite(output.grad).all()
     assert not any(p.requires_grad for p in random_loss.encoder.parameters())
+
+
+def test_colour_error_matches_a_hand_computation():
+    flat = torch.tensor([0.2, 0.5, 0.9]).view(1, 3, 1, 1).expand(2, 3, 4, 4)  # std 0
+    mean, std = torch.tensor([[0.1, 0.5, 0.3]]), torch.tensor([[0.2, 0.0, 0.1]])
+    expected = ((0.1 ** 2 + 0.2 ** 2) + 0.0 + (0.6 ** 2 + 0.1 ** 2)) / 3
+    assert torch.isclose(colour_error(flat, mean, std), torch.tensor(expected), atol=1e-4)
+    image = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    assert colour_error(image, *colour_moments(image)) < 1e-12
+
+
+def test_the_colour_term_pulls_a_bright_output_towards_a_dark_style(random_loss):
+    dark = torch.full((1, 3, 16, 16), 0.1)
+    noise = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    bright = (0.7 + 0.1 * noise).requires_grad_(True)
+    loss = PerceptualLoss(random_loss.encoder, LossWeights(content=0.0, style=0.0, tv=0.0,
+                                                           colour=1.0))
+    loss(bright, bright.detach(), loss.style_targets(dark))["total"].backward()
+    assert bright.grad.sum() > 0 and (bright.grad.mean((2, 3)) > 0).all()  # descent darkens
