@@ -3,15 +3,17 @@
 Methods, all with the same generator architecture, encoder, loss weights, photos and crops:
 ``meta`` (the meta-trained init), ``joint`` (multi-style training without an inner loop),
 ``scratch`` (random init), each adapted under every regime (``norm``: instance-norm affines only;
-``all``: every parameter) with a learning rate tuned on *train* styles; ``per-style`` (a network
-trained from scratch on the style for many steps) and ``gatys`` (per-photo optimization) as
-references. Every init is shown under every regime, so no comparison is rigged by the regime.
+``all``: every parameter; a ``+colour`` suffix adds the colour-moment term to the adaptation
+objective, as `metastyle adapt`'s presets do) with a learning rate tuned on *train* styles;
+``per-style`` (a network trained from scratch on the style for many steps) and ``gatys``
+(per-photo optimization) as references. Every init is shown under every regime, so no comparison
+is rigged by the regime, and every method is scored under the init's own objective.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -25,7 +27,7 @@ from .config import BenchConfig, LossConfig, config_from_dict
 from .corpus import image_paths
 from .encoders import load_encoder
 from .errors import UserError
-from .generator import Generator, adapt_parameter_names
+from .generator import ADAPT_SUBSETS, Generator, adapt_parameter_names
 from .images import load_image, pil_to_tensor, resize_long_side, tensor_to_pil
 from .losses import PerceptualLoss
 from .progress import StepBar
@@ -72,8 +74,31 @@ def score(model: nn.Module, loss_fn: PerceptualLoss, targets: dict, photos: list
     return sums
 
 
-def curve(model, loss_fn, targets, batches, photos, ks, lr, regime, show_k=None):
-    """Adapt for max(ks) steps on ``batches()``'s stream, scoring the photos at each k in ``ks``.
+def parse_regime(regime: str) -> tuple[str, bool]:
+    """``norm`` / ``decoder`` / ``all``, optionally ``+colour`` -> (subset, with the colour term)."""
+    subset, plus, extra = regime.partition("+")
+    if subset not in ADAPT_SUBSETS or (plus and extra != "colour"):
+        raise UserError(f"bench regime {regime!r}: expected one of {', '.join(ADAPT_SUBSETS)}, "
+                        "optionally with '+colour'")
+    return subset, bool(plus)
+
+
+def regime_objective(regime: str, loss_fn: PerceptualLoss,
+                     colour_weight: float) -> tuple[str, PerceptualLoss]:
+    """A regime name -> (the parameter subset it adapts, the loss it adapts under).
+
+    A ``+colour`` regime adds the colour term at ``colour_weight`` to ``loss_fn``. Scoring always
+    uses ``loss_fn``, so the regimes stay comparable.
+    """
+    subset, with_colour = parse_regime(regime)
+    if not with_colour:
+        return subset, loss_fn
+    return subset, PerceptualLoss(loss_fn.encoder, replace(loss_fn.weights, colour=colour_weight))
+
+
+def curve(model, loss_fn, targets, batches, photos, ks, lr, subset, show_k=None, objective=None):
+    """Adapt ``subset`` for max(ks) steps on ``batches()``'s stream under ``objective`` (default
+    ``loss_fn``), scoring the photos under ``loss_fn`` at each k in ``ks``.
 
     Returns the scores per k, the adaptation result and (when ``show_k`` is given) the first
     photo as stylized after ``show_k`` steps, for the image grid.
@@ -89,11 +114,13 @@ def curve(model, loss_fn, targets, batches, photos, ks, lr, regime, show_k=None)
             with torch.no_grad():
                 shown.append(current(photos[0]))
 
-    result = adapt(model, loss_fn, targets, batches(), max(ks), lr, regime, probe=probe)
+    result = adapt(model, objective or loss_fn, targets, batches(), max(ks), lr, subset,
+                   probe=probe)
     return points, result, (shown[0] if shown else None)
 
 
-def tune_learning_rate(model, loss_fn, styles, batches, photos, lrs, regime, steps):
+def tune_learning_rate(model, loss_fn, styles, batches, photos, lrs, subset, steps,
+                       objective=None):
     """Pick the rate with the lowest mean loss after ``steps`` on *train* styles.
 
     A single candidate is returned untried (empty table): there is nothing to choose between.
@@ -103,7 +130,7 @@ def tune_learning_rate(model, loss_fn, styles, batches, photos, lrs, regime, ste
     table = {}
     for lr in lrs:
         losses = [curve(model, loss_fn, loss_fn.style_targets(s), batches, photos, [steps], lr,
-                        regime)[0][steps]["total"] for s in styles]
+                        subset, objective=objective)[0][steps]["total"] for s in styles]
         table[lr] = sum(losses) / len(losses)
     return min(table, key=table.get), table
 
@@ -125,6 +152,10 @@ def run_bench(cfg: BenchConfig, out_dir: Path, progress: bool = True) -> dict:
 
     if cfg.split not in ("heldout", "train"):  # before any model loading or output
         raise UserError(f"bench split {cfg.split!r}: expected 'heldout' or 'train'")
+    for regime in cfg.regimes:  # a bad regime fails here, not after an hour of work
+        parse_regime(regime)
+        if regime not in cfg.tune_lrs:
+            raise UserError(f"bench regime {regime!r}: no learning rates in tune_lrs")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     set_threads(cfg.threads)
@@ -154,9 +185,10 @@ def run_bench(cfg: BenchConfig, out_dir: Path, progress: bool = True) -> dict:
     grid: dict[str, list] = {"photo": data["photos"][0]}
     for init_name, model in inits.items():
         for regime in cfg.regimes:
+            subset, objective = regime_objective(regime, loss_fn, cfg.colour_weight)
             lr, table = tune_learning_rate(model, loss_fn, data["tune_styles"], data["tune_support"],
-                                           data["tune_photos"], cfg.tune_lrs[regime], regime,
-                                           cfg.default_k)
+                                           data["tune_photos"], cfg.tune_lrs[regime], subset,
+                                           cfg.default_k, objective)
             name = f"{init_name}/{regime}"
             entry = {"init": init_name, "regime": regime, "lr": lr,
                      "lr_tuning": {str(k): v for k, v in table.items()},
@@ -165,8 +197,8 @@ def run_bench(cfg: BenchConfig, out_dir: Path, progress: bool = True) -> dict:
             start = time.perf_counter()
             for target in targets:
                 points, result, shown = curve(model, loss_fn, target, data["support"],
-                                              data["photos"], entry["ks"], lr, regime,
-                                              show_k=cfg.default_k)
+                                              data["photos"], entry["ks"], lr, subset,
+                                              show_k=cfg.default_k, objective=objective)
                 grid[name].append(shown)
                 entry["terms"].append([points[k] for k in entry["ks"]])
                 entry["seconds"] += result.seconds

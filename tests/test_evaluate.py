@@ -96,6 +96,29 @@ def test_fresh_crop_bench_adapts_on_a_stream_and_says_so(tiny_corpus, tiny_init,
         tmp_path / "fixed" / "report.md").read_text()
 
 
+def test_a_colour_regime_adapts_with_the_colour_term_and_is_scored_without_it(
+        tiny_corpus, tiny_init, tmp_path):
+    cfg = _bench_config(tiny_corpus, tiny_init, split='"train"', joint_init='""',
+                        regimes='["norm", "norm+colour"]', colour_weight=100.0,
+                        tune_lrs='{norm=[0.1], "norm+colour"=[0.1]}', gatys_steps=0,
+                        peers="[]", per_style_steps=0)
+    results = run_bench(cfg, tmp_path / "colour", progress=False)
+    plain, colour = (results["methods"][f"meta/{r}"]["terms"] for r in ("norm", "norm+colour"))
+    assert plain[0][0] == colour[0][0]  # k=0: same init, same scoring
+    total = sum(s[-1]["total"] for s in colour)
+    colour_term = sum(s[-1]["colour"] for s in colour)
+    # the total is the init's own loss: the adaptation objective's colour term is not in it
+    assert total == pytest.approx(sum(s[-1]["content"] + 5 * s[-1]["style"] + 0.1 * s[-1]["tv"]
+                                      for s in colour), rel=1e-5)
+    assert colour_term < sum(s[-1]["colour"] for s in plain)
+    assert "| meta/norm+colour |" in (tmp_path / "colour" / "report.md").read_text()
+    for bad in ('["norm+texture"]', '["wide"]', '["all+colour"]'):  # the last: no tune_lrs
+        with pytest.raises(UserError, match="regime"):
+            run_bench(_bench_config(tiny_corpus, tiny_init, regimes=bad), tmp_path / "x",
+                      progress=False)
+    assert not (tmp_path / "x").exists()
+
+
 def test_fresh_crops_stream_is_new_every_step_and_reproducible(tiny_corpus):
     photos = sorted((tiny_corpus / "content").glob("*.png"))
     stream = fresh_crops(photos, 2, 16, seed=3)
