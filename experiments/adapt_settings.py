@@ -1,4 +1,4 @@
-"""Compare `metastyle adapt` settings (K, lr, subset, style weight) on a few styles, side by side.
+"""Compare `metastyle adapt` settings (K, lr, subset, style and colour weight) on styles, side by side.
 
 Why: the benchmark scores losses under the init's own objective; whether a preview is *visibly*
 in the style also depends on settings it does not vary (the adaptation style weight). This
@@ -7,7 +7,7 @@ sample photos, as `metastyle adapt` does), prints the loss terms under the base'
 and writes one image grid (rows: styles; columns: the style, then each setting).
 
     python experiments/adapt_settings.py BASE STYLE... -o grid.jpg \
-        --setting 10,0.03,norm,1 --setting 50,0.1,norm,3
+        --setting 10,0.03,norm,1 --setting 50,0.1,norm,3,2,10
     python experiments/adapt_settings.py shipped STYLE... -o grid.jpg --fresh \
         --preset fast --preset quality
 """
@@ -15,24 +15,38 @@ and writes one image grid (rows: styles; columns: the style, then each setting).
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
+from pathlib import Path
 
 import torch
 
 from metastyle.adapt import (PRESETS, SUPPORT_CROPS, adapt, adaptation_crops, cycle_batches,
                              evaluate_terms, fresh_crops, loss_weights, perceptual_loss,
                              recommended)
-from metastyle.config import LossConfig
-from metastyle.corpus import default_content_paths
+from metastyle.config import DEFAULT_MANIFEST, LossConfig
+from metastyle.corpus import default_content_paths, random_crops
 from metastyle.evaluate import load_init
 from metastyle.images import load_image, pil_to_tensor, resize_long_side, save_image
 from metastyle.losses import PerceptualLoss
 from metastyle.stylize import stylize_tensor
 
 
-def parse_setting(text: str) -> tuple[int, float, str, float, int]:
-    steps, lr, subset, style_weight, *batch = text.split(",")
-    return int(steps), float(lr), subset, float(style_weight), int(batch[0]) if batch else 2
+def parse_setting(text: str) -> tuple[int, float, str, float, int, float]:
+    steps, lr, subset, style_weight, *rest = text.split(",")
+    batch = int(rest[0]) if rest else 2
+    colour_weight = float(rest[1]) if len(rest) > 1 else 0.0
+    return int(steps), float(lr), subset, float(style_weight), batch, colour_weight
+
+
+def heldout_crops(count: int, crop: int) -> torch.Tensor:
+    """``count`` crops of the manifest's held-out photos (never adapted on), one per photo."""
+    manifest = Path(DEFAULT_MANIFEST)
+    with manifest.open() as f:
+        rows = [r for r in csv.DictReader(f, delimiter="\t")
+                if r["kind"] == "content" and r["split"] == "heldout"]
+    return random_crops([manifest.parent / r["file"] for r in rows], count, crop,
+                        torch.Generator().manual_seed(1))[0]
 
 
 def main() -> None:
@@ -41,7 +55,8 @@ def main() -> None:
     parser.add_argument("styles", nargs="+")
     parser.add_argument("-o", "--output", required=True)
     parser.add_argument("--setting", action="append", type=parse_setting, default=[],
-                        help="K,lr,subset,style_weight[,batch] (batch 2 if not given)")
+                        help="K,lr,subset,style_weight[,batch[,colour_weight]] "
+                             "(batch 2 and colour weight 0 if not given)")
     parser.add_argument("--preset", action="append", choices=sorted(PRESETS), default=[],
                         help="a `metastyle adapt --preset` setting at the base's style weight")
     parser.add_argument("--size", type=int, default=256, help="long side of the shown photo")
@@ -51,6 +66,9 @@ def main() -> None:
                         help="the photo shown (default: the first adaptation photo, astronaut)")
     parser.add_argument("--crop", type=int, default=0,
                         help="side of the adaptation crops (0 = the base's training crop)")
+    parser.add_argument("--heldout", type=int, default=0,
+                        help="score on this many crops of held-out photos (../shared, one per "
+                             "photo) instead of the adaptation crops")
     parser.add_argument("--fresh", action="store_true",
                         help="new random crops every step instead of cycling the fixed support "
                              "set (the printed loss stays on the fixed set)")
@@ -62,13 +80,14 @@ def main() -> None:
     for name in args.preset:
         chosen = recommended(meta, preset=name)
         args.setting.append((chosen.steps, chosen.lr, chosen.subset, loss_cfg.style_weight,
-                             chosen.batch))
+                             chosen.batch, chosen.colour_weight))
     if not args.setting:
         parser.error("give at least one --setting or --preset")
     judge = perceptual_loss(loss_cfg)
     contents = default_content_paths()
     crop = args.crop or data.get("crop", 96)
     support = adaptation_crops(contents, SUPPORT_CROPS, crop, torch.Generator().manual_seed(0))
+    scored = heldout_crops(args.heldout, crop) if args.heldout else support
     photo = pil_to_tensor(resize_long_side(load_image(args.photo or contents[0]), args.size))
     rows = []
     for style_path in args.styles:
@@ -76,17 +95,19 @@ def main() -> None:
         style = pil_to_tensor(resize_long_side(load_image(style_path), style_size))
         shown = [torch.nn.functional.interpolate(style, size=photo.shape[-2:], mode="area")]
         targets = judge.style_targets(style)  # Gram targets do not depend on the loss weights
-        for steps, lr, subset, style_weight, batch in args.setting:
-            weights = loss_weights(dataclasses.replace(loss_cfg, style_weight=style_weight))
+        for steps, lr, subset, style_weight, batch, colour_weight in args.setting:
+            weights = loss_weights(dataclasses.replace(loss_cfg, style_weight=style_weight,
+                                                       colour_weight=colour_weight))
             objective = PerceptualLoss(judge.encoder, weights)
             batches = (fresh_crops(contents, batch, crop, 0) if args.fresh
                        else cycle_batches(support, batch))
             result = adapt(base, objective, targets, batches, steps, lr, subset)
-            terms = evaluate_terms(result.model, judge, targets, support)
+            terms = evaluate_terms(result.model, judge, targets, scored)
             print(f"{style_path.rsplit('/', 1)[-1]}  K={steps} lr={lr} {subset} sw={style_weight} "
-                  f"batch {batch}: "
+                  f"cw={colour_weight} batch {batch}: "
                   f"total {terms['total']:.3f} content {terms['content']:.3f} "
-                  f"style {terms['style']:.3f} ({result.seconds:.1f} s); style per layer "
+                  f"style {terms['style']:.3f} colour {terms['colour']:.4f} "
+                  f"({result.seconds:.1f} s); style per layer "
                   + " ".join(f"{k.removeprefix('style/')} {v:.3f}" for k, v in terms.items()
                              if k.startswith("style/")))
             shown.append(stylize_tensor(result.model, photo))

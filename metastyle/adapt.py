@@ -119,7 +119,8 @@ def evaluate_terms(model: nn.Module, loss_fn: PerceptualLoss, style_targets: dic
 
 def loss_weights(loss_cfg: LossConfig) -> LossWeights:
     return LossWeights(loss_cfg.content_weight, loss_cfg.style_weight, loss_cfg.tv_weight,
-                       tuple(loss_cfg.content_layers), tuple(loss_cfg.style_layers))
+                       loss_cfg.colour_weight, tuple(loss_cfg.content_layers),
+                       tuple(loss_cfg.style_layers))
 
 
 def perceptual_loss(loss_cfg: LossConfig, seed: int = 0) -> PerceptualLoss:
@@ -140,6 +141,7 @@ class AdaptSettings:
     lr: float
     subset: str
     batch: int
+    colour_weight: float
 
 
 # Named starting points for `metastyle adapt --preset`; explicit options override them.
@@ -148,17 +150,22 @@ class AdaptSettings:
 # CPU, ~1.1 MB files (experiments/results/quality; experiments/LOG.md, session 7).
 PRESETS = {"fast": {}, "quality": {"steps": 400, "lr": 0.001, "subset": "all", "batch": 4}}
 DEFAULT_BATCH = 2
+# The colour term's weight in every preset's adaptation objective (losses.colour_error): without
+# it a dark painting gave a bright, pastel photo (experiments/results/colour; LOG, session 8).
+DEFAULT_COLOUR_WEIGHT = 10.0
 
 
 def recommended(meta: dict, steps: int | None = None, lr: float | None = None,
                 subset: str | None = None, batch: int | None = None,
-                preset: str = "fast") -> AdaptSettings:
+                preset: str = "fast", colour_weight: float | None = None) -> AdaptSettings:
     """Adaptation settings: explicit values, else the preset's, else the base's metadata."""
     if preset not in PRESETS:
         raise UserError(f"adapt preset {preset!r}: expected one of {', '.join(PRESETS)}")
     chosen = {"steps": meta.get("adapt_steps", 10), "lr": meta.get("adapt_lr", 0.01),
-              "subset": meta.get("adapt_subset", "norm"), "batch": DEFAULT_BATCH}
-    given = {"steps": steps, "lr": lr, "subset": subset, "batch": batch}
+              "subset": meta.get("adapt_subset", "norm"), "batch": DEFAULT_BATCH,
+              "colour_weight": DEFAULT_COLOUR_WEIGHT}
+    given = {"steps": steps, "lr": lr, "subset": subset, "batch": batch,
+             "colour_weight": colour_weight}
     return AdaptSettings(**(chosen | PRESETS[preset]
                             | {k: v for k, v in given.items() if v is not None}))
 
@@ -167,24 +174,27 @@ def adapt_style_file(style_path, base_path, contents: list, steps: int | None = 
                      lr: float | None = None, batch: int | None = None, seed: int = 0,
                      on_step: Callable[[int, float], None] | None = None,
                      subset: str | None = None, style_weight: float | None = None,
-                     preset: str = "fast"):
+                     preset: str = "fast", colour_weight: float | None = None):
     """Adapt the generator at ``base_path`` to the image at ``style_path``.
 
     Uses the base's own loss, encoder and training resolution (read from its metadata), so
-    adaptation matches what the init was meta-trained for; unset steps / lr / subset / batch
-    come from ``preset`` (see `PRESETS`), then the base's recommendation. ``style_weight``
-    overrides the base's (more style, less photo).
+    adaptation matches what the init was meta-trained for; unset steps / lr / subset / batch /
+    colour weight come from ``preset`` (see `PRESETS`), then the base's recommendation.
+    ``style_weight`` overrides the base's (more style, less photo).
     Returns ``(AdaptResult, base_meta, provenance)``.
     """
     if style_weight is not None and not style_weight > 0:
         raise UserError(f"style weight {style_weight}: must be positive")
+    if colour_weight is not None and not colour_weight >= 0:
+        raise UserError(f"colour weight {colour_weight}: must be zero or positive")
     style_img = load_image(style_path)  # validate the user's file before any heavy work
     base, meta = load_generator(base_path)
-    settings = recommended(meta, steps, lr, subset, batch, preset)
+    settings = recommended(meta, steps, lr, subset, batch, preset, colour_weight)
     steps, lr, subset, batch = settings.steps, settings.lr, settings.subset, settings.batch
     train_cfg = meta.get("config", {})
     data = train_cfg.get("data", {})
-    loss_cfg = LossConfig(**meta.get("loss", train_cfg.get("loss", {})))
+    loss_cfg = replace(LossConfig(**meta.get("loss", train_cfg.get("loss", {}))),
+                       colour_weight=settings.colour_weight)
     if style_weight is not None:
         loss_cfg = replace(loss_cfg, style_weight=style_weight)
     loss_fn = perceptual_loss(loss_cfg)
@@ -214,14 +224,15 @@ def adapt_and_save(style_path: Path, base_path: Path, contents: list, output: Pa
                    batch: int | None, seed: int = 0,
                    on_step: Callable[[int, float], None] | None = None,
                    subset: str | None = None, style_weight: float | None = None,
-                   preset: str = "fast") -> dict:
+                   preset: str = "fast", colour_weight: float | None = None) -> dict:
     """`metastyle adapt`: adapt, then write the delta model and a preview; returns a summary."""
     if Path(output).suffix != ".safetensors":
         raise UserError(f"{output}: model files must end in .safetensors")
     if preview is not None:
         check_output_suffix(preview)
     result, _, provenance = adapt_style_file(style_path, base_path, contents, steps, lr, batch,
-                                             seed, on_step, subset, style_weight, preset)
+                                             seed, on_step, subset, style_weight, preset,
+                                             colour_weight)
     save_delta(output, result.model, base_path, result.names, provenance)
     if preview is not None:
         photo = pil_to_tensor(resize_long_side(load_image(contents[0]), 384))

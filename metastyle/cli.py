@@ -235,6 +235,9 @@ def adapt_cmd(
     style_weight: Optional[float] = typer.Option(
         None, help="Style weight of the adaptation loss: higher = more style, less photo "
                    "(default: the base's training weight)."),
+    colour_weight: Optional[float] = typer.Option(
+        None, help="Pull towards the style's colour means and spreads: 0 = off (default: the "
+                   "preset's)."),
     batch: Optional[int] = typer.Option(None, help="Content crops per step (default: the "
                                         "preset's)."),
     preset: str = typer.Option("fast", help="fast: the base's few-step setting (8 KB file); "
@@ -257,11 +260,12 @@ def adapt_cmd(
                 else default_content_paths())
     output = output or Path(f"{style.stem}.safetensors")
     preview = preview or output.with_name(f"{output.stem}_preview.jpg")
-    settings = recommended(read(base)[1], steps, lr, subset, batch, preset)
+    settings = recommended(read(base)[1], steps, lr, subset, batch, preset, colour_weight)
     with StepBar("adapt", settings.steps, enabled=progress) as bar:
         summary = adapt_and_save(style, base, contents, output, preview, settings.steps,
                                  settings.lr, settings.batch, seed, on_step=bar.callback(),
-                                 subset=settings.subset, style_weight=style_weight, preset=preset)
+                                 subset=settings.subset, style_weight=style_weight, preset=preset,
+                                 colour_weight=settings.colour_weight)
     typer.echo(f"{output}: {summary['steps']} steps ({summary['subset']}) in "
                f"{summary['seconds']:.1f} s, "
                f"support loss {summary['loss_before']:.3f} -> {summary['loss_after']:.3f}, "

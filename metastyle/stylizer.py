@@ -127,7 +127,7 @@ def adapt(style_image: ImageLike, steps: int | None = None, content=None,
           base: str | Path | None = None, lr: float | None = None, batch: int | None = None,
           seed: int = 0, on_step: Callable[[int, float], None] | None = None,
           subset: str | None = None, style_weight: float | None = None,
-          preset: str = "fast") -> Stylizer:
+          preset: str = "fast", colour_weight: float | None = None) -> Stylizer:
     """Learn the style of ``style_image`` (file path, PIL image or tensor) in a few steps.
 
     ``content``: photos to adapt on (a folder or a list of files; default: scikit-image's
@@ -135,6 +135,7 @@ def adapt(style_image: ImageLike, steps: int | None = None, content=None,
     ``steps`` / ``lr`` / ``subset`` / ``batch`` default to ``preset``'s ("fast": the base's
     recommendation; "quality": all parameters, 400 steps; see `metastyle.adapt.PRESETS`);
     ``style_weight`` overrides the base's (higher = more style, less photo);
+    ``colour_weight`` overrides the preset's pull towards the style's colour moments;
     ``on_step(i, loss)`` is called after each step (i counts from 0).
     """
     base_path = Path(base) if base is not None else SHIPPED_INIT
@@ -148,7 +149,7 @@ def adapt(style_image: ImageLike, steps: int | None = None, content=None,
                        else as_tensor(style_image), style_path)
         result, _, provenance = adapt_style_file(style_path, base_path, contents, steps, lr,
                                                  batch, seed, on_step, subset, style_weight,
-                                                 preset)
+                                                 preset, colour_weight)
     base_model, _ = load_generator(base_path)
     return Stylizer(result.model, base_model, result.names, provenance, base_path)
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from metastyle.adapt import PRESETS, recommended
+from metastyle.adapt import DEFAULT_COLOUR_WEIGHT, PRESETS, adapt_style_file, recommended
 from metastyle.errors import UserError
 
 BASE_META = {"adapt_steps": 50, "adapt_lr": 0.1, "adapt_subset": "norm"}
@@ -19,9 +19,17 @@ def test_fast_is_the_bases_recommendation_and_quality_changes_every_setting():
 def test_explicit_values_override_the_preset_and_a_base_without_advice_gets_defaults():
     chosen = recommended(BASE_META, steps=7, subset="decoder", preset="quality")
     assert (chosen.steps, chosen.subset, chosen.batch) == (7, "decoder", 4)
+    assert chosen.colour_weight == DEFAULT_COLOUR_WEIGHT > 0
+    assert recommended(BASE_META, colour_weight=0.0).colour_weight == 0.0
     assert recommended({}, lr=0.5).lr == 0.5 and recommended({}).steps == 10
 
 
 def test_an_unknown_preset_is_a_user_error_naming_the_choices():
     with pytest.raises(UserError, match="preset 'best'.*fast, quality"):
         recommended(BASE_META, preset="best")
+
+
+def test_a_negative_colour_weight_is_refused_before_any_work(tmp_path):
+    missing = tmp_path / "never-read.png"  # the check comes before the style is read
+    with pytest.raises(UserError, match="colour weight -1"):
+        adapt_style_file(missing, tmp_path / "base.safetensors", [], colour_weight=-1.0)
