@@ -150,9 +150,12 @@ class AdaptSettings:
 # CPU, ~1.1 MB files (experiments/results/quality; experiments/LOG.md, session 7).
 PRESETS = {"fast": {}, "quality": {"steps": 400, "lr": 0.001, "subset": "all", "batch": 4}}
 DEFAULT_BATCH = 2
-# The colour term's weight in every preset's adaptation objective (losses.colour_error): without
-# it a dark painting gave a bright, pastel photo (experiments/results/colour; LOG, session 8).
-DEFAULT_COLOUR_WEIGHT = 10.0
+# The colour term's weight in every preset's adaptation objective (losses.colour_error). Off:
+# chosen on train styles, it cost the init's own objective 2.2% (weight 3) / 2.8% (weight 10),
+# over the 2% the selection rule allowed (experiments/bench-select-colour.toml). Ask for it
+# (`--colour-weight 10`) when the painting's tone is far from the photo's: without it a dark
+# painting gives a bright, pastel photo (experiments/results/colour; LOG, session 8).
+DEFAULT_COLOUR_WEIGHT = 0.0
 
 
 def recommended(meta: dict, steps: int | None = None, lr: float | None = None,

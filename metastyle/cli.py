@@ -236,8 +236,8 @@ def adapt_cmd(
         None, help="Style weight of the adaptation loss: higher = more style, less photo "
                    "(default: the base's training weight)."),
     colour_weight: Optional[float] = typer.Option(
-        None, help="Pull towards the style's colour means and spreads: 0 = off (default: the "
-                   "preset's)."),
+        None, help="Pull towards the style's colour means and spreads (e.g. 10 for a dark "
+                   "painting; default: off)."),
     batch: Optional[int] = typer.Option(None, help="Content crops per step (default: the "
                                         "preset's)."),
     preset: str = typer.Option("fast", help="fast: the base's few-step setting (8 KB file); "

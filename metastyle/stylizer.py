@@ -135,7 +135,8 @@ def adapt(style_image: ImageLike, steps: int | None = None, content=None,
     ``steps`` / ``lr`` / ``subset`` / ``batch`` default to ``preset``'s ("fast": the base's
     recommendation; "quality": all parameters, 400 steps; see `metastyle.adapt.PRESETS`);
     ``style_weight`` overrides the base's (higher = more style, less photo);
-    ``colour_weight`` overrides the preset's pull towards the style's colour moments;
+    ``colour_weight`` pulls the output's colour means and spreads towards the style's (off by
+    default; 10 suits a painting whose tone the photos lack, e.g. a dark one);
     ``on_step(i, loss)`` is called after each step (i counts from 0).
     """
     base_path = Path(base) if base is not None else SHIPPED_INIT

@@ -19,8 +19,8 @@ def test_fast_is_the_bases_recommendation_and_quality_changes_every_setting():
 def test_explicit_values_override_the_preset_and_a_base_without_advice_gets_defaults():
     chosen = recommended(BASE_META, steps=7, subset="decoder", preset="quality")
     assert (chosen.steps, chosen.subset, chosen.batch) == (7, "decoder", 4)
-    assert chosen.colour_weight == DEFAULT_COLOUR_WEIGHT > 0
-    assert recommended(BASE_META, colour_weight=0.0).colour_weight == 0.0
+    assert chosen.colour_weight == DEFAULT_COLOUR_WEIGHT
+    assert recommended(BASE_META, colour_weight=10.0).colour_weight == 10.0
     assert recommended({}, lr=0.5).lr == 0.5 and recommended({}).steps == 10
 
 

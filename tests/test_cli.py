@@ -5,6 +5,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from metastyle import checkpoint
+from metastyle.adapt import DEFAULT_COLOUR_WEIGHT
 from metastyle.cli import app
 
 runner = CliRunner()
@@ -31,7 +32,7 @@ def test_adapt_writes_a_small_delta_and_a_preview_then_stylize_uses_it(base_mode
     assert (tmp_path / "out" / "s_preview.jpg").is_file()
     _, meta = checkpoint.read(out)
     assert meta["kind"] == "delta" and meta["steps"] == 3 and meta["style_sha256"]
-    assert meta["loss"]["colour_weight"] == 10.0  # the presets' pull towards the style's colours
+    assert meta["loss"]["colour_weight"] == DEFAULT_COLOUR_WEIGHT  # recorded with the model
     _ok(runner.invoke(app, ["stylize", str(out), str(content_dir / "content0.png"), "-o",
                             str(tmp_path / "styled")]))
     written = list((tmp_path / "styled").glob("*.jpg"))
@@ -52,10 +53,10 @@ def test_adapt_quality_preset_adapts_every_parameter_and_options_override_it(
     _ok(runner.invoke(app, ["adapt", style, "--preset", "quality", "-k", "2", "--subset", "norm",
                             "-o", str(small)] + common))
     assert checkpoint.read(small)[1]["subset"] == "norm"
-    plain = tmp_path / "plain.safetensors"
-    _ok(runner.invoke(app, ["adapt", style, "-k", "2", "--colour-weight", "0", "-o", str(plain)]
+    toned = tmp_path / "toned.safetensors"
+    _ok(runner.invoke(app, ["adapt", style, "-k", "2", "--colour-weight", "10", "-o", str(toned)]
                       + common))
-    assert checkpoint.read(plain)[1]["loss"]["colour_weight"] == 0.0
+    assert checkpoint.read(toned)[1]["loss"]["colour_weight"] == 10.0
     assert small.stat().st_size < quality.stat().st_size
     bad = runner.invoke(app, ["adapt", style, "--preset", "best", "-o",
                               str(tmp_path / "b.safetensors")] + common)
