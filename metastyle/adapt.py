@@ -164,6 +164,8 @@ def recommended(meta: dict, steps: int | None = None, lr: float | None = None,
     """Adaptation settings: explicit values, else the preset's, else the base's metadata."""
     if preset not in PRESETS:
         raise UserError(f"adapt preset {preset!r}: expected one of {', '.join(PRESETS)}")
+    if colour_weight is not None and not colour_weight >= 0:
+        raise UserError(f"colour weight {colour_weight}: must be zero or positive")
     chosen = {"steps": meta.get("adapt_steps", 10), "lr": meta.get("adapt_lr", 0.01),
               "subset": meta.get("adapt_subset", "norm"), "batch": DEFAULT_BATCH,
               "colour_weight": DEFAULT_COLOUR_WEIGHT}
@@ -188,8 +190,6 @@ def adapt_style_file(style_path, base_path, contents: list, steps: int | None = 
     """
     if style_weight is not None and not style_weight > 0:
         raise UserError(f"style weight {style_weight}: must be positive")
-    if colour_weight is not None and not colour_weight >= 0:
-        raise UserError(f"colour weight {colour_weight}: must be zero or positive")
     style_img = load_image(style_path)  # validate the user's file before any heavy work
     base, meta = load_generator(base_path)
     settings = recommended(meta, steps, lr, subset, batch, preset, colour_weight)

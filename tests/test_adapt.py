@@ -2,7 +2,7 @@
 
 import pytest
 
-from metastyle.adapt import DEFAULT_COLOUR_WEIGHT, PRESETS, adapt_style_file, recommended
+from metastyle.adapt import DEFAULT_COLOUR_WEIGHT, PRESETS, recommended
 from metastyle.errors import UserError
 
 BASE_META = {"adapt_steps": 50, "adapt_lr": 0.1, "adapt_subset": "norm"}
@@ -29,7 +29,6 @@ def test_an_unknown_preset_is_a_user_error_naming_the_choices():
         recommended(BASE_META, preset="best")
 
 
-def test_a_negative_colour_weight_is_refused_before_any_work(tmp_path):
-    missing = tmp_path / "never-read.png"  # the check comes before the style is read
+def test_a_negative_colour_weight_is_a_user_error():
     with pytest.raises(UserError, match="colour weight -1"):
-        adapt_style_file(missing, tmp_path / "base.safetensors", [], colour_weight=-1.0)
+        recommended(BASE_META, colour_weight=-1.0)

@@ -99,6 +99,8 @@ def test_the_page_and_its_assets_are_served(make_client):
     with make_client() as client:
         page = client.get("/")
         assert page.status_code == 200 and 'id="style-file"' in page.text
+        assert 'id="match-tone"' in page.text and "colour_weight" in client.get(
+            "/static/app.js").text
         assert "http" not in page.text.replace("http-equiv", "")  # no CDN: works offline
         assert client.get("/static/app.js").status_code == 200
         assert client.get("/static/style.css").status_code == 200
@@ -116,6 +118,22 @@ def test_an_upload_can_ask_for_the_quality_preset_and_a_bad_preset_is_a_400(make
         bad = client.post("/styles", data={"preset": "best"},
                           files={"style": ("style0.png", style_png, "image/png")})
         assert bad.status_code == 400 and "preset 'best'" in bad.json()["detail"]
+        assert len(client.get("/styles").json()) == 1
+
+
+def test_an_upload_can_ask_for_the_colour_term_and_a_negative_weight_is_a_400(make_client,
+                                                                             style_png):
+    with make_client() as client:
+        response = client.post("/styles", data={"colour_weight": "10"},
+                               files={"style": ("style0.png", style_png, "image/png")})
+        assert response.status_code == 202, response.text
+        assert wait_for_job(client, response.json()["job_id"])["state"] == "done"
+        [listed] = client.get("/styles").json()
+        assert (listed["preset"], listed["colour_weight"]) == ("fast", 10.0)
+        for value, phrase in (("-1", "colour weight -1"), ("lots", "colour_weight")):
+            bad = client.post("/styles", data={"colour_weight": value},
+                              files={"style": ("style0.png", style_png, "image/png")})
+            assert bad.status_code == 400 and phrase in bad.json()["detail"], bad.text
         assert len(client.get("/styles").json()) == 1
 
 

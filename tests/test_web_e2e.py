@@ -12,10 +12,12 @@ model, and saves the page there (that is how docs/serve_screenshot.png is made);
 screenshot goes to tmp_path.
 """
 
+import json
 import os
 import socket
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -89,6 +91,7 @@ def test_learn_a_style_and_stylize_a_photo_in_the_browser(server, setup):
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             page.goto(server)
             page.set_input_files("#style-file", str(style))
+            page.check("#match-tone")  # the upload then asks for the colour term
             page.click("#learn")
             page.wait_for_function("document.getElementById('job-status').textContent === 'done'",
                                    timeout=job_seconds * 1000)
@@ -96,6 +99,8 @@ def test_learn_a_style_and_stylize_a_photo_in_the_browser(server, setup):
             page.wait_for_selector("#style-select option", state="attached")
             assert page.locator("#style-select option").count() == 1
             assert page.inner_text("#error") == ""
+            [listed] = json.loads(urllib.request.urlopen(f"{server}/styles").read())
+            assert listed["colour_weight"] == 10.0
 
             page.set_input_files("#photo-file", str(photo))
             src, width = _result_loaded(page)

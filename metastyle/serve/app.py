@@ -88,17 +88,20 @@ def create_app(data_dir: str | Path, base: str | Path | None = None, steps: int 
         return FileResponse(STATIC / "index.html")
 
     @app.post("/styles", status_code=202)
-    def add_style(style: UploadFile = File(...), preset: str = Form("fast")):
-        chosen = recommended(base_meta, steps, preset=preset)  # steps known up front: progress
+    def add_style(style: UploadFile = File(...), preset: str = Form("fast"),
+                  colour_weight: float | None = Form(None)):
+        # settings resolved (and checked) up front: a bad one is a 400, and steps drive progress
+        chosen = recommended(base_meta, steps, preset=preset, colour_weight=colour_weight)
         name, image = read_image(style, "style")
         style_id = new_id()
 
         def work(job):
             stylizer = adapt(image, chosen.steps, content, base, on_step=job.progress,
-                             preset=preset)
+                             preset=preset, colour_weight=chosen.colour_weight)
             provenance = stylizer.provenance
             store.add(style_id, stylizer, {
                 "name": name, "preset": preset, "subset": chosen.subset, "steps": chosen.steps,
+                "colour_weight": chosen.colour_weight,
                 "seconds": provenance["seconds"],
                 "loss_before": provenance["support_loss_before"],
                 "loss_after": provenance["support_loss_after"]})

@@ -62,6 +62,7 @@ async function learn() {
   try {
     const form = new FormData();
     form.append("style", $("style-file").files[0]);
+    if ($("match-tone").checked) form.append("colour_weight", "10");
     const job = await (await api("/styles", { method: "POST", body: form })).json();
     await poll(job.job_id);
     await loadStyles(job.style_id);
