@@ -106,32 +106,23 @@ def test_the_page_and_its_assets_are_served(make_client):
         assert client.get("/static/style.css").status_code == 200
 
 
-def test_an_upload_can_ask_for_the_quality_preset_and_a_bad_preset_is_a_400(make_client,
-                                                                           style_png):
+@pytest.mark.parametrize("form, expected, bad_forms", [
+    ({"preset": "quality"}, {"preset": "quality", "subset": "all", "steps": 2},
+     [({"preset": "best"}, "preset 'best'")]),
+    ({"colour_weight": "10"}, {"preset": "fast", "colour_weight": 10.0},
+     [({"colour_weight": "-1"}, "colour weight -1"), ({"colour_weight": "lots"}, "colour_weight")]),
+])
+def test_an_upload_can_choose_its_settings_and_a_bad_one_is_a_400(make_client, style_png, form,
+                                                                  expected, bad_forms):
     with make_client() as client:
-        response = client.post("/styles", data={"preset": "quality"},
+        response = client.post("/styles", data=form,
                                files={"style": ("style0.png", style_png, "image/png")})
         assert response.status_code == 202, response.text
         assert wait_for_job(client, response.json()["job_id"])["state"] == "done"
         [listed] = client.get("/styles").json()
-        assert (listed["preset"], listed["subset"], listed["steps"]) == ("quality", "all", 2)
-        bad = client.post("/styles", data={"preset": "best"},
-                          files={"style": ("style0.png", style_png, "image/png")})
-        assert bad.status_code == 400 and "preset 'best'" in bad.json()["detail"]
-        assert len(client.get("/styles").json()) == 1
-
-
-def test_an_upload_can_ask_for_the_colour_term_and_a_negative_weight_is_a_400(make_client,
-                                                                             style_png):
-    with make_client() as client:
-        response = client.post("/styles", data={"colour_weight": "10"},
-                               files={"style": ("style0.png", style_png, "image/png")})
-        assert response.status_code == 202, response.text
-        assert wait_for_job(client, response.json()["job_id"])["state"] == "done"
-        [listed] = client.get("/styles").json()
-        assert (listed["preset"], listed["colour_weight"]) == ("fast", 10.0)
-        for value, phrase in (("-1", "colour weight -1"), ("lots", "colour_weight")):
-            bad = client.post("/styles", data={"colour_weight": value},
+        assert {k: listed[k] for k in expected} == expected
+        for bad_form, phrase in bad_forms:
+            bad = client.post("/styles", data=bad_form,
                               files={"style": ("style0.png", style_png, "image/png")})
             assert bad.status_code == 400 and phrase in bad.json()["detail"], bad.text
         assert len(client.get("/styles").json()) == 1
