@@ -15,9 +15,7 @@ and writes one image grid (rows: styles; columns: the style, then each setting).
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
-from pathlib import Path
 
 import torch
 
@@ -25,7 +23,7 @@ from metastyle.adapt import (PRESETS, SUPPORT_CROPS, adapt, adaptation_crops, cy
                              evaluate_terms, fresh_crops, loss_weights, perceptual_loss,
                              recommended)
 from metastyle.config import DEFAULT_MANIFEST, LossConfig
-from metastyle.corpus import default_content_paths, random_crops
+from metastyle.corpus import default_content_paths, random_crops, read_manifest
 from metastyle.evaluate import load_init
 from metastyle.images import load_image, pil_to_tensor, resize_long_side, save_image
 from metastyle.losses import PerceptualLoss
@@ -41,11 +39,7 @@ def parse_setting(text: str) -> tuple[int, float, str, float, int, float]:
 
 def heldout_crops(count: int, crop: int) -> torch.Tensor:
     """``count`` crops of the manifest's held-out photos (never adapted on), one per photo."""
-    manifest = Path(DEFAULT_MANIFEST)
-    with manifest.open() as f:
-        rows = [r for r in csv.DictReader(f, delimiter="\t")
-                if r["kind"] == "content" and r["split"] == "heldout"]
-    return random_crops([manifest.parent / r["file"] for r in rows], count, crop,
+    return random_crops(read_manifest(DEFAULT_MANIFEST, "content", "heldout"), count, crop,
                         torch.Generator().manual_seed(1))[0]
 
 

