@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# One prepared run for the lent GPU machine (library `device` tool), with what it needs carried:
+#   python experiments/gpu_pack.py -o .gpu_pack          # here first (needs ../shared)
+#   device run, carry [".gpu_pack"], timeout_s 600:  bash experiments/gpu_run.sh
+# Meta-trains experiments/gpu.toml for TRAIN_SECONDS, then writes to $OUT the exported init,
+# the metrics and the environment. The run folder stays outside $OUT (its checkpoint, with
+# Adam state, is over the 16 MB a returned file may have). Locally, as a smoke test:
+#   OUT=/tmp/gpu-out TRAIN_SECONDS=60 bash experiments/gpu_run.sh --set train.steps=2
+set -euo pipefail
+TRAIN_SECONDS=${TRAIN_SECONDS:-480}
+RUN=${RUN:-/tmp/metastyle-gpu-run}
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+export METASTYLE_CACHE=${METASTYLE_CACHE:-/tmp/metastyle-cache}
+PY=${PYTHON:-python3}
+rm -rf "$RUN"
+"$PY" experiments/gpu_pack.py --unpack-encoder .gpu_pack
+"$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
+# Being killed by timeout (124 / 137) is the planned end: checkpoints are atomic, the last is whole.
+status=0
+timeout --signal=KILL "$TRAIN_SECONDS" "$PY" -m metastyle.cli meta-train experiments/gpu.toml \
+    --run-dir "$RUN" --no-progress "$@" || status=$?
+case $status in 0|124|137) ;; *) exit "$status" ;; esac
+"$PY" -m metastyle.cli export-init "$RUN" -o "$OUT/gpu_init.safetensors"
+cp "$RUN/metrics.jsonl" "$RUN/environment.json" "$RUN/config.json" "$OUT/"
+tail -n 3 "$OUT/metrics.jsonl"
