@@ -30,7 +30,6 @@ STYLE_SIDE = 192  # long side: the recipe's data.style_size
 PHOTO_SHORT = 192  # short side: 2 * the recipe's 96 px crop, the largest scale random_crops uses
 # features.N indices of VGG16's convolutions up to conv4_3 (relu4_3 is the deepest loss layer).
 USED_CONVS = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21)
-WARM_START = "k1_init.safetensors"  # the run file cpu-sw3.toml starts from (git show f7d119f:...)
 
 
 def pack_images(manifest: Path, out: Path) -> int:
@@ -81,7 +80,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-o", "--output", type=Path, default=Path(".gpu_pack"))
     parser.add_argument("--manifest", type=Path, default=Path(DEFAULT_MANIFEST))
-    parser.add_argument("--warm-start", type=Path, default=Path("experiments/runs") / WARM_START)
     parser.add_argument("--unpack-encoder", type=Path, metavar="PACK",
                         help="on the device machine: rebuild the encoder cache from PACK")
     args = parser.parse_args()
@@ -91,11 +89,6 @@ def main() -> None:
     args.output.mkdir(parents=True, exist_ok=True)
     images = pack_images(args.manifest, args.output)
     pack_encoder(args.output)
-    if args.warm_start.is_file():
-        (args.output / WARM_START).write_bytes(args.warm_start.read_bytes())
-    else:
-        print(f"note: {args.warm_start} missing; run `git show f7d119f:metastyle/weights/"
-              f"meta_init.safetensors > {args.warm_start}` first")
     total = sum(f.stat().st_size for f in args.output.rglob("*") if f.is_file())
     print(f"{args.output}: images {images / 1e6:.1f} MB, all {total / 1e6:.1f} MB")
 
