@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,12 +98,15 @@ class RunState:
         self.loss_ema: float | None = None
         self.best_ema = math.inf
 
-    def save(self, path: Path, extra_meta: dict) -> None:
+    def save(self, path: Path, extra_meta: dict, episodes_rng: torch.Tensor | None = None) -> None:
+        """``episodes_rng``: the episode generator's state after the last *consumed* meta-batch,
+        when a prefetched batch has already moved the live generator on."""
         tensors = {f"model/{k}": v for k, v in self.learner.model.state_dict().items()}
         tensors.update({f"extra/log_rate/{k}": v for k, v in self.learner.log_rates.items()})
         optim_tensors, optim_info = checkpoint.flatten_optimizer(self.optimizer.state_dict())
         tensors.update(optim_tensors)
-        tensors["rng/episodes"] = self.episodes.get_state()
+        tensors["rng/episodes"] = (self.episodes.get_state() if episodes_rng is None
+                                   else episodes_rng)
         checkpoint.write(path, tensors, {
             "kind": "training", "step": self.step, "config": config_to_dict(self.config),
             "generator": self.config.generator.to_dict(), "optimizer": optim_info,
@@ -176,6 +180,8 @@ def meta_train(config: Config, run_dir: Path, resume: bool = False, progress: bo
             warm_start(state.learner.model, Path(config.meta.init))
     set_threads(config.train.threads)
     device = choose_device(config.train.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed crop sizes: cuDNN may pick its fastest kernels
     state.learner.to(device)
     (run_dir / "samples").mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "config.json", config_to_dict(config))
@@ -191,11 +197,24 @@ def meta_train(config: Config, run_dir: Path, resume: bool = False, progress: bo
     wall = _previous_wall(ckpt) if resume else 0.0
     start = time.perf_counter() - wall
     bar = StepBar("meta-train", t.steps, state.step, enabled=progress)
+    m = config.meta
+
+    def sample_meta_batch():
+        return [sampler.sample(state.episodes, m.support, m.query) for _ in range(m.meta_batch)]
+
+    # The next meta-batch is decoded and cropped in a thread while this one trains (on a GPU the
+    # decoding would otherwise idle the device). One thread, drawing in order, so the episodes
+    # are the same as without it; the checkpoint stores the generator as it was before the
+    # prefetch, so a resumed run draws the prefetched batch again.
+    prefetch = ThreadPoolExecutor(max_workers=1)
+    pending = prefetch.submit(sample_meta_batch)
     try:
         while state.step < t.steps:
-            m = config.meta
-            episodes = [sampler.sample(state.episodes, m.support, m.query).to(device)
-                        for _ in range(m.meta_batch)]
+            wait_start = time.perf_counter()
+            episodes = [ep.to(device) for ep in pending.result()]
+            data_wait = time.perf_counter() - wait_start
+            episodes_rng = state.episodes.get_state()
+            pending = prefetch.submit(sample_meta_batch)
             step_start = time.perf_counter()
             stats = meta_step(state.learner, state.optimizer, loss_fn, episodes, m.inner_steps,
                               m.first_order, m.inner_grad_clip, m.grad_clip, m.inner_optimizer,
@@ -203,7 +222,8 @@ def meta_train(config: Config, run_dir: Path, resume: bool = False, progress: bo
             state.step += 1
             state.check_divergence(stats["loss"])
             record = {"step": state.step, **stats,
-                      "seconds_per_step": time.perf_counter() - step_start}
+                      "seconds_per_step": time.perf_counter() - step_start,
+                      "data_wait_seconds": data_wait}
             if check and state.step % t.eval_every == 0:
                 scores, samples = check.run(state.learner.model, loss_fn, config)
                 record.update(scores)
@@ -213,9 +233,11 @@ def meta_train(config: Config, run_dir: Path, resume: bool = False, progress: bo
             if state.step % t.log_every == 0 or "heldout_k0" in record:
                 tracker.log(record)
             if state.step % t.checkpoint_every == 0 or state.step == t.steps:
-                state.save(ckpt, {**meta_info, "wall_seconds": time.perf_counter() - start})
+                state.save(ckpt, {**meta_info, "wall_seconds": time.perf_counter() - start},
+                           episodes_rng)
             bar.update(state.step, stats["loss"])
     finally:
+        prefetch.shutdown(cancel_futures=True)
         bar.close()
         tracker.close()
     return ckpt

@@ -23,7 +23,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _records(run_dir):
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    return [{k: v for k, v in json.loads(line).items() if k != "seconds_per_step"}
+    return [{k: v for k, v in json.loads(line).items()
+             if k not in ("seconds_per_step", "data_wait_seconds")}
             for line in lines]
 
 
