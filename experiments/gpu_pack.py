@@ -1,11 +1,11 @@
-"""Pack what a meta-training run on the lent GPU machine needs into one folder of at most ~45 MB.
+"""Pack what a meta-training run on the lent GPU machine needs into one folder (~37 MB).
 
 Why: the device machine (library `device` tool) receives only the working tree, 64 MiB in all;
 ../shared/data (108 MB) and the cached encoder (57 MB) do not travel. The recipe this is for
 (experiments/gpu.toml, the shipped cpu-sw3 recipe at a GPU's batch and step budget) only ever
 sees styles at 192 px and photos whose short side is scaled into [crop, 2*crop], so the images
 are stored at exactly that resolution, and the encoder keeps only the convolutions up to
-relu4_3 (its deepest loss layer) in float16; `gpu_unpack_encoder` rebuilds a full file there.
+relu4_3 (its deepest loss layer) in float16; `--unpack-encoder` rebuilds a full file there.
 The pack is research data: it goes to a gitignored folder and is never committed.
 
     python experiments/gpu_pack.py -o .gpu_pack                 # on this machine (needs ../shared)
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 from pathlib import Path
 
 import torch
@@ -94,5 +93,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("OMP_NUM_THREADS", "2")
     main()

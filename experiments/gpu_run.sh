@@ -3,9 +3,10 @@
 #   python experiments/gpu_pack.py -o .gpu_pack          # here first (needs ../shared)
 #   device run, carry [".gpu_pack"], timeout_s 600:  bash experiments/gpu_run.sh
 # Meta-trains experiments/gpu.toml for TRAIN_SECONDS, then writes to $OUT the exported init,
-# the metrics, the environment and a `metastyle adapt` preview from the new init. The run
-# folder stays outside $OUT (its checkpoint, with Adam state, is over the 16 MB a returned
-# file may have). Locally, as a smoke test:
+# the metrics, the environment, the training checkpoint (a later lent session can resume from
+# it: put checkpoint.safetensors, config.json and metrics.jsonl in a run folder) and a
+# `metastyle adapt` preview from the new init. The run folder itself stays outside $OUT: at most
+# 8 files come back, and its samples/ alone holds more. Locally, as a smoke test:
 #   OUT=/tmp/gpu-out TRAIN_SECONDS=60 bash experiments/gpu_run.sh --set train.steps=2
 set -euo pipefail
 TRAIN_SECONDS=${TRAIN_SECONDS:-480}
@@ -24,7 +25,7 @@ case $status in 0|124|137) ;; *) exit "$status" ;; esac
 # the shipped init's adapt recommendation (README, "Reproducing the numbers")
 "$PY" -m metastyle.cli export-init "$RUN" -o "$OUT/gpu_init.safetensors" \
     --adapt-steps 50 --adapt-lr 0.1 --adapt-subset norm
-for f in metrics.jsonl environment.json config.json; do [ -f "$RUN/$f" ] && cp "$RUN/$f" "$OUT/"; done
+for f in checkpoint.safetensors metrics.jsonl environment.json config.json; do [ -f "$RUN/$f" ] && cp "$RUN/$f" "$OUT/"; done
 # The preview a user would get from this init (held-out Harvest in Provence, public domain).
 "$PY" -m metastyle.cli adapt .gpu_pack/data/styles/s0079_harvest_in_provence_vincent_van_gogh.jpg \
     --base "$OUT/gpu_init.safetensors" -o "$OUT/harvest.safetensors" --preview "$OUT/harvest.jpg" \

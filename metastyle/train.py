@@ -183,6 +183,9 @@ def meta_train(config: Config, run_dir: Path, resume: bool = False, progress: bo
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed crop sizes: cuDNN may pick its fastest kernels
     state.learner.to(device)
+    # A resumed optimizer's moments were loaded beside CPU parameters; reloading its own state
+    # casts them to wherever the parameters now are (torch keeps Adam's step count on the CPU).
+    state.optimizer.load_state_dict(state.optimizer.state_dict())
     (run_dir / "samples").mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "config.json", config_to_dict(config))
     write_json(run_dir / "environment.json", environment())
