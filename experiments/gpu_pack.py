@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import shutil
 from pathlib import Path
 
 import torch
@@ -23,7 +24,7 @@ from safetensors.torch import load_file, save_file
 
 from metastyle.config import DEFAULT_MANIFEST
 from metastyle.encoders import cache_dir, hed_weights_file
-from metastyle.images import load_image, resize_long_side
+from metastyle.images import load_image, resize_long_side, resize_short_side
 
 STYLE_SIDE = 192  # long side: the recipe's data.style_size
 PHOTO_SHORT = 192  # short side: 2 * the recipe's 96 px crop, the largest scale random_crops uses
@@ -32,7 +33,7 @@ USED_CONVS = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21)
 
 
 def pack_images(manifest: Path, out: Path) -> int:
-    """Resized copies of every manifest image plus a manifest with the same rows; bytes written."""
+    """Resized copies of every manifest image plus the manifest itself; image bytes written."""
     with open(manifest, newline="") as f:
         rows = list(csv.DictReader(f, delimiter="\t"))
     total = 0
@@ -41,15 +42,12 @@ def pack_images(manifest: Path, out: Path) -> int:
         if row["kind"] == "style":
             img = resize_long_side(img, STYLE_SIDE)
         elif min(img.size) > PHOTO_SHORT:
-            img = resize_long_side(img, round(PHOTO_SHORT * max(img.size) / min(img.size)))
+            img = resize_short_side(img, PHOTO_SHORT)
         target = out / "data" / row["file"]
         target.parent.mkdir(parents=True, exist_ok=True)
         img.save(target, quality=85)
         total += target.stat().st_size
-    with open(out / "data" / "manifest.tsv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]), delimiter="\t")
-        writer.writeheader()
-        writer.writerows(rows)
+    shutil.copyfile(manifest, out / "data" / "manifest.tsv")  # same relative paths
     return total
 
 

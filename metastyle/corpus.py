@@ -17,7 +17,8 @@ from PIL import Image
 
 from .config import DataConfig
 from .errors import UserError
-from .images import MIN_SIDE, list_images, load_image, pil_to_tensor, resize_long_side
+from .images import (MIN_SIDE, list_images, load_image, pil_to_tensor, resize_long_side,
+                     resize_short_side)
 
 
 def read_manifest(path: str | Path, kind: str, split: str) -> list[Path]:
@@ -79,7 +80,7 @@ def random_crops(paths: list[Path], count: int, crop: int, gen: torch.Generator,
         img = load(paths[index])
         scale = 1.0 + torch.rand((), generator=gen).item()  # short side in [crop, 2*crop]
         short = max(crop, round(crop * scale))
-        img = resize_long_side(img, round(short * max(img.size) / min(img.size)))
+        img = resize_short_side(img, short)
         x = torch.randint(0, img.width - crop + 1, (), generator=gen).item()
         y = torch.randint(0, img.height - crop + 1, (), generator=gen).item()
         tensor = pil_to_tensor(img.crop((x, y, x + crop, y + crop)))

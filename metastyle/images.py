@@ -154,6 +154,11 @@ def resize_long_side(img: Image.Image, size: int) -> Image.Image:
     return img.resize(new_size, Image.Resampling.LANCZOS)
 
 
+def resize_short_side(img: Image.Image, size: int) -> Image.Image:
+    """Resize so the shorter side is about `size` (the long side is rounded), keeping the ratio."""
+    return resize_long_side(img, round(size * max(img.size) / min(img.size)))
+
+
 def load_tensor(
     path: str | os.PathLike, size: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> torch.Tensor:

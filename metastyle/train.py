@@ -98,15 +98,14 @@ class RunState:
         self.loss_ema: float | None = None
         self.best_ema = math.inf
 
-    def save(self, path: Path, extra_meta: dict, episodes_rng: torch.Tensor | None = None) -> None:
-        """``episodes_rng``: the episode generator's state after the last *consumed* meta-batch,
-        when a prefetched batch has already moved the live generator on."""
+    def save(self, path: Path, extra_meta: dict, episodes_rng: torch.Tensor) -> None:
+        """``episodes_rng``: the episode generator's state after the last *consumed* meta-batch
+        (a prefetched batch has already moved the live generator on)."""
         tensors = {f"model/{k}": v for k, v in self.learner.model.state_dict().items()}
         tensors.update({f"extra/log_rate/{k}": v for k, v in self.learner.log_rates.items()})
         optim_tensors, optim_info = checkpoint.flatten_optimizer(self.optimizer.state_dict())
         tensors.update(optim_tensors)
-        tensors["rng/episodes"] = (self.episodes.get_state() if episodes_rng is None
-                                   else episodes_rng)
+        tensors["rng/episodes"] = episodes_rng
         checkpoint.write(path, tensors, {
             "kind": "training", "step": self.step, "config": config_to_dict(self.config),
             "generator": self.config.generator.to_dict(), "optimizer": optim_info,
