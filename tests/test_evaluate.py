@@ -119,6 +119,29 @@ def test_a_colour_regime_adapts_with_the_colour_term_and_is_scored_without_it(
     assert not (tmp_path / "x").exists()
 
 
+def test_a_sample_regime_adapts_on_the_cli_default_photos(tiny_corpus, tiny_init, tmp_path,
+                                                         monkeypatch):
+    import metastyle.evaluate
+
+    calls = []
+    stand_in = sorted((tiny_corpus / "style").glob("*.png"))[:2]  # images no other regime uses
+    monkeypatch.setattr(metastyle.evaluate, "default_content_paths",
+                        lambda: calls.append(1) or stand_in)
+    cfg = _bench_config(tiny_corpus, tiny_init, joint_init='""', scratch="false",
+                        regimes='["norm", "norm@sample"]',
+                        tune_lrs='{norm=[0.1], "norm@sample"=[0.1]}',
+                        gatys_steps=0, peers="[]", per_style_steps=0)
+    results = run_bench(cfg, tmp_path / "sample", progress=False)
+    assert calls == [1]
+    assert set(results["methods"]) == {"meta/norm", "meta/norm@sample"}  # no scratch rows
+    plain, sample = (results["methods"][f"meta/{r}"]["terms"] for r in ("norm", "norm@sample"))
+    assert plain[0][0] == sample[0][0]  # k=0: same init, same scored photos
+    assert plain[0][-1] != sample[0][-1]  # adapted on other photos
+    with pytest.raises(UserError, match="@sample"):
+        run_bench(_bench_config(tiny_corpus, tiny_init, regimes='["norm@heldout"]'),
+                  tmp_path / "x", progress=False)
+
+
 def test_fresh_crops_stream_is_new_every_step_and_reproducible(tiny_corpus):
     photos = sorted((tiny_corpus / "content").glob("*.png"))
     stream = fresh_crops(photos, 2, 16, seed=3)
