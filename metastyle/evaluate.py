@@ -88,7 +88,7 @@ def parse_regime(regime: str) -> Regime:
     """``norm`` / ``decoder`` / ``all``, then optionally ``+colour``, then optionally ``@sample``.
 
     ``@sample`` measures what the CLI does without ``--content``: it adapts on the 4 scikit-image
-    photos, while the plain regimes adapt on held-out photos (about 80 of them), which made the
+    photos, while the plain regimes adapt on held-out photos (96 of them), which made the
     quality preset look better than what users get (experiments/LOG.md, session 10).
     """
     name, at, photos = regime.partition("@")
