@@ -380,9 +380,10 @@ def summarize(results: dict, cfg: BenchConfig) -> dict:
         meta = methods[f"meta/{regime}"]
         k_index = meta["ks"].index(cfg.default_k)
         meta_at_k = [style[k_index]["total"] for style in meta["terms"]]
-        summary.setdefault("steps_to_meta_at_default_k", {})[regime] = {
-            init: _steps_to(methods[f"{init}/{regime}"], meta_at_k, 1.0)
-            for init in ("scratch", "joint") if f"{init}/{regime}" in methods}
+        others = {init: _steps_to(methods[f"{init}/{regime}"], meta_at_k, 1.0)
+                  for init in ("scratch", "joint") if f"{init}/{regime}" in methods}
+        if others:
+            summary.setdefault("steps_to_meta_at_default_k", {})[regime] = others
     for init in dict.fromkeys(e["init"] for e in methods.values() if "init" in e):
         names = [f"{init}/{r}" for r in cfg.regimes]
         summary["best_regime"][init] = {

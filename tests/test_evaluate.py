@@ -134,6 +134,8 @@ def test_a_sample_regime_adapts_on_the_cli_default_photos(tiny_corpus, tiny_init
     results = run_bench(cfg, tmp_path / "sample", progress=False)
     assert calls == [1]
     assert set(results["methods"]) == {"meta/norm", "meta/norm@sample"}  # no scratch rows
+    report = (tmp_path / "sample" / "report.md").read_text()
+    assert "Steps other inits need" not in report  # nothing to compare the meta init with
     plain, sample = (results["methods"][f"meta/{r}"]["terms"] for r in ("norm", "norm@sample"))
     assert plain[0][0] == sample[0][0]  # k=0: same init, same scored photos
     assert plain[0][-1] != sample[0][-1]  # adapted on other photos
