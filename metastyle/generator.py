@@ -62,8 +62,8 @@ class Upsample(nn.Module):
 
 
 class Generator(nn.Module):
-    """RGB [0,1] -> RGB [0,1]. Output goes through a sigmoid: an unbounded output makes SGD on the
-    perceptual loss diverge in the inner loop (see DESIGN.md)."""
+    """RGB [0,1] -> RGB [0,1]. Output goes through a sigmoid: an unbounded output lets SGD on the
+    perceptual loss push pixels far outside [0, 1], and the inner loop diverges."""
 
     def __init__(self, config: GeneratorConfig = GeneratorConfig()):
         super().__init__()
@@ -89,15 +89,16 @@ def adapt_parameter_names(model: nn.Module, subset: str) -> list[str]:
     """Names of the parameters the inner loop may change for a subset of ``ADAPT_SUBSETS``.
 
     ``decoder`` = all norm affines plus every decoder parameter: the middle ground between
-    MetaStyle's norm-only and full fine-tuning.
+    MetaStyle's norm-only and full fine-tuning. The encoder-decoder generator's style code
+    (``code.*``, stylenet.py) belongs to every subset: it is the style itself.
     """
     names = [n for n, _ in model.named_parameters()]
     if subset == "all":
         return names
     if subset == "norm":
-        return [n for n in names if ".norm." in n]
+        return [n for n in names if ".norm." in n or n.startswith("code.")]
     if subset == "decoder":
-        return [n for n in names if ".norm." in n or n.startswith("decoder.")]
+        return [n for n in names if ".norm." in n or n.startswith(("decoder.", "code."))]
     raise ValueError(f"unknown adaptation subset {subset!r}; choose one of {ADAPT_SUBSETS}")
 
 

@@ -1,0 +1,68 @@
+"""Training stages of the encoder-decoder generator: losses fall, runs resume exactly."""
+
+import json
+
+import pytest
+import torch
+
+from metastyle import checkpoint
+from metastyle.config import load_config
+from metastyle.errors import UserError
+from metastyle.stages import CHECKPOINT, StageConfig, train_stage
+
+
+def _config(corpus, stage, steps, *extra):
+    return load_config(None, [f'stage="{stage}"', f'data.manifest="{corpus / "manifest.tsv"}"',
+                              "data.crop=16", "data.style_size=32", "generator.width=8",
+                              'loss.encoder="random"', "batch=2", f"train.steps={steps}",
+                              "train.log_every=1", "train.checkpoint_every=1",
+                              "train.sample_every=3", *extra], root=StageConfig)
+
+
+def _weights(run_dir):
+    tensors, meta = checkpoint.read(run_dir / CHECKPOINT)
+    return {k: v for k, v in tensors.items() if k.startswith("model/")}, meta
+
+
+@pytest.mark.parametrize("stage", ["autoencoder", "joint"])
+def test_a_resumed_stage_ends_exactly_where_a_straight_one_does(tiny_corpus, tmp_path, stage):
+    train_stage(_config(tiny_corpus, stage, 4), tmp_path / "straight", progress=False)
+    train_stage(_config(tiny_corpus, stage, 2), tmp_path / "resumed", progress=False)
+    train_stage(_config(tiny_corpus, stage, 4), tmp_path / "resumed", resume=True, progress=False)
+    straight, meta = _weights(tmp_path / "straight")
+    resumed, _ = _weights(tmp_path / "resumed")
+    assert meta["step"] == 4 and meta["stage"] == stage
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+    logs = [(tmp_path / d / "metrics.jsonl").read_text().splitlines() for d in ("straight", "resumed")]
+    totals = [[json.loads(line)["total"] for line in log] for log in logs]
+    assert totals[0] == totals[1] and len(totals[0]) == 4
+    assert (tmp_path / "straight" / "samples" / "step000003.jpg").is_file()
+
+
+def test_the_autoencoder_learns_to_reconstruct(tiny_corpus, tmp_path):
+    train_stage(_config(tiny_corpus, "autoencoder", 40, "lr=0.003"), tmp_path / "run",
+                progress=False)
+    totals = [json.loads(line)["total"]
+              for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert sum(totals[-5:]) / 5 < 0.9 * sum(totals[:5]) / 5
+
+
+def test_the_joint_stage_starts_from_the_autoencoder(tiny_corpus, tmp_path):
+    train_stage(_config(tiny_corpus, "autoencoder", 2), tmp_path / "ae", progress=False)
+    ae, _ = _weights(tmp_path / "ae")
+    config = _config(tiny_corpus, "joint", 1, f'init="{tmp_path / "ae" / CHECKPOINT}"', "lr=0")
+    train_stage(config, tmp_path / "joint", progress=False)
+    joint, _ = _weights(tmp_path / "joint")
+    assert all(torch.equal(ae[k], joint[k]) for k in ae)  # lr 0: the init itself, one step on
+
+
+def test_a_mismatched_init_and_a_second_start_are_one_line_errors(tiny_corpus, tmp_path):
+    train_stage(_config(tiny_corpus, "autoencoder", 1), tmp_path / "ae", progress=False)
+    wide = _config(tiny_corpus, "joint", 1, f'init="{tmp_path / "ae" / CHECKPOINT}"',
+                   "generator.width=16")
+    with pytest.raises(UserError, match="does not match"):
+        train_stage(wide, tmp_path / "joint", progress=False)
+    with pytest.raises(UserError, match="already has a checkpoint"):
+        train_stage(_config(tiny_corpus, "autoencoder", 1), tmp_path / "ae", progress=False)
+    with pytest.raises(UserError, match="stage"):
+        train_stage(_config(tiny_corpus, "bogus", 1), tmp_path / "bogus", progress=False)

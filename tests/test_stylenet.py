@@ -1,0 +1,60 @@
+"""The encoder-decoder generator: AdaIN statistics, shapes, the shared encoder, parameter names."""
+
+import copy
+
+import pytest
+import torch
+
+from metastyle.encoders import load_encoder
+from metastyle.generator import adapt_parameter_names
+from metastyle.stylenet import StyleNet, StyleNetConfig, adain, channel_stats
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return load_encoder("random", seed=0)
+
+
+def test_adain_gives_features_the_target_statistics():
+    gen = torch.Generator().manual_seed(0)
+    features = torch.randn(2, 5, 6, 7, generator=gen) * 3 + 1
+    mean, std = torch.rand(5, generator=gen), torch.rand(5, generator=gen) + 0.5
+    got_mean, got_std = channel_stats(adain(features, mean, std))
+    assert torch.allclose(got_mean, mean.expand(2, 5), atol=1e-5)
+    assert torch.allclose(got_std, std.expand(2, 5), atol=1e-3)
+
+
+@pytest.mark.parametrize("depth", ["relu3_1", "relu4_1"])
+def test_any_size_in_same_size_out_in_range(encoder, depth):
+    model = StyleNet(StyleNetConfig(depth=depth, width=8), encoder)
+    model.set_style(torch.rand(1, 3, 24, 32))
+    for h, w in ((16, 16), (19, 27)):
+        x = torch.rand(1, 3, h, w)
+        for y in (model(x), model.reconstruct(x)):
+            assert y.shape == x.shape
+            assert 0 <= y.min() and y.max() <= 1
+
+
+def test_the_style_code_changes_the_output(encoder):
+    model = StyleNet(StyleNetConfig(width=8), encoder)
+    x = torch.rand(1, 3, 24, 24)
+    model.set_style(torch.rand(1, 3, 24, 24))
+    a = model(x)
+    model.set_style(torch.rand(1, 3, 24, 24) * 0.2)
+    assert not torch.allclose(a, model(x))
+
+
+def test_encoder_is_shared_and_never_in_the_weights(encoder):
+    model = StyleNet(StyleNetConfig(width=8), encoder)
+    clone = copy.deepcopy(model)
+    assert clone.encoder is model.encoder
+    assert all(n.startswith(("decoder.", "code.")) for n in model.state_dict())
+    assert clone.code.mean is not model.code.mean
+
+
+def test_norm_subset_is_the_affines_and_the_code(encoder):
+    model = StyleNet(StyleNetConfig(width=8), encoder)
+    names = adapt_parameter_names(model, "norm")
+    assert names and all(".norm." in n or n.startswith("code.") for n in names)
+    assert {"code.mean", "code.std"} <= set(names)
+    assert not any(n.endswith("conv.weight") for n in names)
