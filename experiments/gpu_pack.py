@@ -2,7 +2,7 @@
 
 Why: the device machine (library `device` tool) receives only the working tree, 64 MiB in all;
 ../shared/data (108 MB) and the cached encoder (57 MB) do not travel. The recipe this is for
-(experiments/gpu.toml, the shipped cpu-sw3 recipe at a GPU's batch and step budget) only ever
+(experiments/gpu.toml, the shipped recipe at a GPU's batch and step budget) only ever
 sees styles at 192 px and photos whose short side is scaled into [crop, 2*crop], so the images
 are stored at exactly that resolution, and the encoder keeps only the convolutions up to
 relu4_3 (its deepest loss layer) in float16; `--unpack-encoder` rebuilds a full file there.

@@ -26,9 +26,9 @@ CHOICES = {"meta.subset": ADAPT_SUBSETS, "adapt.subset": ADAPT_SUBSETS,
 @dataclass
 class LossConfig:
     encoder: str = "vgg16-hed"
-    precision: str = "float32"  # float32 | bfloat16 (the encoder's convolutions; see encoders.py)
+    precision: str = "bfloat16"  # float32 | bfloat16 (the encoder's convolutions; see encoders.py)
     content_weight: float = 1.0
-    style_weight: float = 5.0
+    style_weight: float = 3.0
     tv_weight: float = 0.1
     colour_weight: float = 0.0  # RGB mean/std against the style image (losses.colour_error)
     content_layers: list[str] = field(default_factory=lambda: ["relu2_2"])
@@ -49,17 +49,17 @@ class DataConfig:
 @dataclass
 class MetaConfig:
     subset: str = "norm"  # which generator parameters the inner loop adapts: norm|decoder|all
-    inner_steps: int = 1
-    inner_optimizer: str = "sgd"  # sgd | adam (adam = the updates `metastyle adapt` makes)
-    inner_lr: float = 0.01  # fixed rate, or the initial value of the Meta-SGD rates
+    inner_steps: int = 5
+    inner_optimizer: str = "adam"  # sgd | adam (adam = the updates `metastyle adapt` makes)
+    inner_lr: float = 0.1  # fixed rate, or the initial value of the Meta-SGD rates
     meta_sgd: bool = True  # learn one inner rate per adapted tensor
     first_order: bool = True
-    inner_grad_clip: float = 10.0  # inner-gradient norm clip (0 = off)
+    inner_grad_clip: float = 0.0  # inner-gradient norm clip (0 = off)
     meta_batch: int = 2  # styles per meta-step
     support: int = 2  # content crops per style for the inner loop
     query: int = 2  # disjoint content crops per style for the outer loss
-    meta_lr: float = 1e-3
-    anchor: float = 0.0  # weight of the un-adapted init's query loss in the outer loss (MAML++)
+    meta_lr: float = 1e-4
+    anchor: float = 1.0  # weight of the un-adapted init's query loss in the outer loss (MAML++)
     grad_clip: float = 1.0  # outer-gradient norm clip
     divergence_factor: float = 20.0  # stop if the loss EMA exceeds its best by this factor
     init: str = ""  # generator file to start from (a staged recipe); empty = random init
@@ -68,19 +68,19 @@ class MetaConfig:
 @dataclass
 class AdaptConfig:
     steps: int = 10
-    lr: float = 0.01
+    lr: float = 0.1
     batch: int = 2
     subset: str = "norm"
 
 
 @dataclass
 class TrainConfig:
-    steps: int = 1000
+    steps: int = 20000  # a budget: runs are stopped by hand or by time and resume exactly
     seed: int = 0
     threads: int = 1
     device: str = "auto"
     log_every: int = 10
-    checkpoint_every: int = 50
+    checkpoint_every: int = 25
     eval_every: int = 100
     sample_every: int = 200
     wandb: str = "disabled"  # disabled | offline | online
@@ -112,7 +112,7 @@ class BenchConfig:
     fresh_crops: bool = False  # new random crops of those photos every step (as `adapt` draws)
     batch: int = 2
     ks: list[int] = field(default_factory=lambda: [0, 1, 2, 5, 10, 20, 50])
-    default_k: int = 10  # the K `metastyle adapt` uses; the grid shows outputs at this K
+    default_k: int = 50  # the K `metastyle adapt` uses; the grid shows outputs at this K
     regimes: list[str] = field(default_factory=lambda: ["norm", "all"])
     tune_lrs: dict[str, list[float]] = field(default_factory=lambda: {
         "norm": [0.003, 0.01, 0.03, 0.1], "decoder": [0.001, 0.003, 0.01],

@@ -50,11 +50,16 @@ def random_loss():
 
 
 def tiny_config_overrides(corpus) -> list[str]:
-    """A config small enough for a test: tiny generator, 16 px crops, random encoder."""
+    """A config small enough for a test: tiny generator, 16 px crops, random encoder, a random
+    start (the shipped recipe's warm start is a full-size generator), a one-step inner loop
+    without the anchor, style weight 5 (tests check totals against it, as in TINY_LOSS) and
+    float32 (so a test can switch the precision)."""
     return [f'data.manifest="{corpus / "manifest.tsv"}"', "data.crop=16", "data.style_size=32",
             "data.eval_styles=1", "generator.width=4", "generator.res_blocks=1",
-            'loss.encoder="random"', "adapt.steps=2", "adapt.batch=1", "train.log_every=1",
-            "train.eval_every=2", "train.sample_every=2", "train.checkpoint_every=2"]
+            'loss.encoder="random"', "loss.style_weight=5", 'loss.precision="float32"',
+            'meta.init=""', "meta.inner_steps=1", "meta.anchor=0", "adapt.steps=2", "adapt.batch=1",
+            "train.log_every=1", "train.eval_every=2", "train.sample_every=2",
+            "train.checkpoint_every=2"]
 
 
 TINY_LOSS = {"encoder": "random", "content_weight": 1.0, "style_weight": 5.0, "tv_weight": 0.1,

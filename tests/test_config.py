@@ -9,9 +9,14 @@ from metastyle.config import BenchConfig, Config, config_from_dict, config_to_di
 from metastyle.errors import UserError
 from metastyle.generator import GeneratorConfig
 
-# Training configs; experiments/bench-*.toml are benchmark settings with their own schema.
+# Training configs; experiments/bench-*.toml are benchmark settings with their own schema. A
+# settled experiment keeps its configs beside its results: results/<name>/train.toml (training),
+# results/<name>/config.toml (benchmark).
 EXPERIMENT_DIR = Path(__file__).resolve().parent.parent / "experiments"
-EXPERIMENTS = sorted(p for p in EXPERIMENT_DIR.glob("*.toml") if not p.name.startswith("bench"))
+EXPERIMENTS = sorted([p for p in EXPERIMENT_DIR.glob("*.toml") if not p.name.startswith("bench")]
+                     + list(EXPERIMENT_DIR.glob("results/*/train.toml")))
+BENCHES = sorted([*EXPERIMENT_DIR.glob("bench*.toml"),
+                  *EXPERIMENT_DIR.glob("results/*/config.toml")])
 
 
 def test_defaults_load():
@@ -153,7 +158,6 @@ def test_experiment_training_configs_all_load():
 
 
 def test_experiment_bench_configs_all_load():
-    benches = sorted(EXPERIMENT_DIR.glob("bench*.toml"))
-    assert benches, "no experiments/bench*.toml found"
-    for path in benches:
+    assert BENCHES, "no experiments/bench*.toml found"
+    for path in BENCHES:
         assert load_config(path, root=BenchConfig) != BenchConfig(), path
