@@ -82,8 +82,10 @@ def test_unknown_layer_is_value_error(random_encoders):
         random_encoders[0](torch.rand(1, 3, 16, 16), ["relu1_2", "relu9_9"])
 
 
-def test_bfloat16_encoder_tracks_float32_and_hands_back_float32():
-    """The bf16 path is a speed knob: the loss it feeds and its gradient must stay close."""
+def test_bfloat16_encoder_tracks_float32_and_hands_back_float32(monkeypatch):
+    """The bf16 path is a speed knob: the loss it feeds and its gradient must stay close.
+    It runs here whatever the CPU (emulated bf16 is slow, but these images are tiny)."""
+    monkeypatch.setattr(encoders, "cpu_has_bf16", lambda: True)
     fp32, bf16 = (load_encoder("random", seed=3, precision=p) for p in ("float32", "bfloat16"))
     image = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0), requires_grad=True)
     grads = []
@@ -98,6 +100,13 @@ def test_bfloat16_encoder_tracks_float32_and_hands_back_float32():
     assert F.cosine_similarity(grads[0], grads[1], dim=0) > 0.99
     with pytest.raises(UserError, match="precision 'float16'"):
         load_encoder("random", precision="float16")
+
+
+def test_bfloat16_computes_in_float32_on_a_cpu_without_native_bf16(monkeypatch):
+    monkeypatch.setattr(encoders, "cpu_has_bf16", lambda: False)
+    fp32, bf16 = (load_encoder("random", seed=3, precision=p) for p in ("float32", "bfloat16"))
+    image = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(fp32(image, ["relu3_3"])["relu3_3"], bf16(image, ["relu3_3"])["relu3_3"])
 
 
 def test_unknown_encoder_name_is_user_error():
