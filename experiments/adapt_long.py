@@ -2,9 +2,10 @@
 held-out crops along the way and showing the sample photo at chosen steps.
 
 Why: it separates what the generator *can* draw (given per-style compute) from what the shipped
-init reaches in `metastyle adapt`'s budget (experiments/LOG.md, session 10: the marks appear
-after ~3,000 steps). The photos are the manifest's train photos (or `--photos sample`: the
-CLI's 4 defaults); the scored crops are 8 held-out photos, one crop each.
+init reaches in `metastyle adapt`'s budget (experiments/LOG.md, 2026-11-30, "can this
+generator paint the marks?": the marks appear after ~3,000 steps). The photos are the
+manifest's train photos (or `--photos sample`: the CLI's 4 defaults); the scored crops are 8
+held-out photos, one crop each.
 
     python experiments/adapt_long.py <style> --steps 3000 --show 0,400,1000,3000 -o long.jpg
 """
@@ -16,11 +17,12 @@ import argparse
 import torch
 
 from adapt_settings import heldout_crops
-from metastyle.adapt import adapt, evaluate_terms, fresh_crops, perceptual_loss
+from metastyle.adaptation import adapt, evaluate_terms, fresh_crops
+from metastyle.bench import load_init
 from metastyle.config import DEFAULT_MANIFEST, LossConfig
 from metastyle.corpus import default_content_paths, read_manifest
-from metastyle.evaluate import load_init
-from metastyle.images import load_image, pil_to_tensor, resize_long_side, save_image
+from metastyle.images import load_tensor, save_image
+from metastyle.losses import perceptual_loss
 
 
 def main() -> None:
@@ -45,12 +47,12 @@ def main() -> None:
     base, meta = load_init(args.base)
     data = meta["config"]["data"]
     judge = perceptual_loss(LossConfig(**meta.get("loss", meta["config"]["loss"])))
-    style = pil_to_tensor(resize_long_side(load_image(args.style), data["style_size"]))
+    style = load_tensor(args.style, data["style_size"])
     targets = judge.style_targets(style)
     photos = (read_manifest(args.manifest, "content", "train") if args.photos == "train"
               else default_content_paths())
     scored = heldout_crops(8, data["crop"])
-    photo = pil_to_tensor(resize_long_side(load_image(default_content_paths()[0]), args.size))
+    photo = load_tensor(default_content_paths()[0], args.size)
     shows = {int(k) for k in args.show.split(",")}
     tiles = [torch.nn.functional.interpolate(style, size=photo.shape[-2:], mode="area")]
 
@@ -68,7 +70,7 @@ def main() -> None:
             save_image(torch.cat(tiles, dim=-1), args.output)
 
     result = adapt(base, judge, targets, fresh_crops(photos, args.batch, data["crop"], 0),
-                   args.steps, args.lr, "all", probe=probe)
+                   args.steps, args.lr, subset="all", probe=probe)
     print(f"{args.steps} steps in {result.seconds:.0f} s")
 
 

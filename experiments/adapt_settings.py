@@ -19,15 +19,17 @@ import dataclasses
 
 import torch
 
-from metastyle.adapt import (PRESETS, SUPPORT_CROPS, adapt, adaptation_crops, cycle_batches,
-                             evaluate_terms, fresh_crops, loss_weights, perceptual_loss,
-                             recommended)
+from metastyle.adapt_file import SUPPORT_CROPS
+from metastyle.adaptation import (adapt, adaptation_crops, cycle_batches, evaluate_terms,
+                                  fresh_crops)
+from metastyle.bench import load_init
 from metastyle.config import DEFAULT_MANIFEST, LossConfig
 from metastyle.corpus import default_content_paths, random_crops, read_manifest
-from metastyle.evaluate import load_init
-from metastyle.images import load_image, pil_to_tensor, resize_long_side, save_image
-from metastyle.losses import PerceptualLoss
-from metastyle.stylize import stylize_tensor
+from metastyle.images import load_tensor, save_image
+from metastyle.inference import stylize_tensor
+from metastyle.losses import PerceptualLoss, perceptual_loss
+from metastyle.presets import PRESETS, resolve_settings
+from metastyle.runtime import seeded_generator
 
 
 def parse_setting(text: str) -> tuple[int, float, str, float, int, float]:
@@ -40,7 +42,7 @@ def parse_setting(text: str) -> tuple[int, float, str, float, int, float]:
 def heldout_crops(count: int, crop: int) -> torch.Tensor:
     """``count`` crops of the manifest's held-out photos (never adapted on), one per photo."""
     return random_crops(read_manifest(DEFAULT_MANIFEST, "content", "heldout"), count, crop,
-                        torch.Generator().manual_seed(1))[0]
+                        seeded_generator(1))[0]
 
 
 def main() -> None:
@@ -72,7 +74,7 @@ def main() -> None:
     data = meta.get("config", {}).get("data", {})
     loss_cfg = LossConfig(**meta.get("loss", meta.get("config", {}).get("loss", {})))
     for name in args.preset:
-        chosen = recommended(meta, preset=name)
+        chosen = resolve_settings(meta, preset=name)
         args.setting.append((chosen.steps, chosen.lr, chosen.subset, loss_cfg.style_weight,
                              chosen.batch, chosen.colour_weight))
     if not args.setting:
@@ -80,22 +82,21 @@ def main() -> None:
     judge = perceptual_loss(loss_cfg)
     contents = default_content_paths()
     crop = args.crop or data.get("crop", 96)
-    support = adaptation_crops(contents, SUPPORT_CROPS, crop, torch.Generator().manual_seed(0))
+    support = adaptation_crops(contents, SUPPORT_CROPS, crop, seeded_generator(0))
     scored = heldout_crops(args.heldout, crop) if args.heldout else support
-    photo = pil_to_tensor(resize_long_side(load_image(args.photo or contents[0]), args.size))
+    photo = load_tensor(args.photo or contents[0], args.size)
     rows = []
     for style_path in args.styles:
         style_size = args.style_size or data.get("style_size", 192)
-        style = pil_to_tensor(resize_long_side(load_image(style_path), style_size))
+        style = load_tensor(style_path, style_size)
         shown = [torch.nn.functional.interpolate(style, size=photo.shape[-2:], mode="area")]
         targets = judge.style_targets(style)  # Gram targets do not depend on the loss weights
         for steps, lr, subset, style_weight, batch, colour_weight in args.setting:
-            weights = loss_weights(dataclasses.replace(loss_cfg, style_weight=style_weight,
-                                                       colour_weight=colour_weight))
-            objective = PerceptualLoss(judge.encoder, weights)
+            objective = PerceptualLoss(judge.encoder, dataclasses.replace(
+                loss_cfg, style_weight=style_weight, colour_weight=colour_weight))
             batches = (fresh_crops(contents, batch, crop, 0) if args.fresh
                        else cycle_batches(support, batch))
-            result = adapt(base, objective, targets, batches, steps, lr, subset)
+            result = adapt(base, objective, targets, batches, steps, lr, subset=subset)
             terms = evaluate_terms(result.model, judge, targets, scored)
             print(f"{style_path.rsplit('/', 1)[-1]}  K={steps} lr={lr} {subset} sw={style_weight} "
                   f"cw={colour_weight} batch {batch}: "

@@ -1,7 +1,7 @@
 """The references meta-learning is judged against.
 
 - Gatys et al. 2016: optimize one image's pixels (L-BFGS or Adam): slow, the quality reference.
-- Per-style network (Johnson et al. 2016): a generator trained from scratch on one style.
+- Per-style network (Johnson et al. 2016): a generator trained from a random init on one style.
 (The joint multi-style init lives with the benchmark, since it shares the meta-training data.)
 """
 
@@ -13,17 +13,16 @@ from typing import Callable
 
 import torch
 
-from .adapt import AdaptResult, adapt, fresh_crops, perceptual_loss
-from .checkpoint import save_generator
+from .adaptation import AdaptResult, adapt, fresh_crops
+from .checkpoint import check_model_suffix, save_generator
 from .corpus import readable_images
-from .errors import UserError
 from .generator import Generator, GeneratorConfig
-from .images import list_images, load_image, pil_to_tensor, resize_long_side
-from .losses import PerceptualLoss
+from .images import list_images, load_tensor
+from .losses import PerceptualLoss, perceptual_loss
 
 
 def gatys(content: torch.Tensor, style_targets: dict, loss_fn: PerceptualLoss, steps: int,
-          method: str = "lbfgs", lr: float = 0.02,
+          method: str = "lbfgs", lr: float = 0.02, *,
           on_step: Callable[[int, float], None] | None = None) -> tuple[torch.Tensor, list[float]]:
     """Optimize an image, starting from the photo, to minimize the perceptual loss.
 
@@ -60,7 +59,7 @@ def gatys(content: torch.Tensor, style_targets: dict, loss_fn: PerceptualLoss, s
 
 
 def train_per_style(style_targets: dict, loss_fn: PerceptualLoss, contents: list[Path],
-                    config: GeneratorConfig, steps: int, lr: float, batch: int, crop: int,
+                    config: GeneratorConfig, steps: int, lr: float, *, batch: int, crop: int,
                     seed: int, on_step: Callable[[int, float], None] | None = None) -> AdaptResult:
     """A randomly initialized generator, all parameters trained on one style (Johnson)."""
     torch.manual_seed(seed)
@@ -70,15 +69,15 @@ def train_per_style(style_targets: dict, loss_fn: PerceptualLoss, contents: list
 
 
 def per_style_model_file(style_path: Path, content_dir: Path, output: Path, config, steps: int,
-                         lr: float, batch: int, on_step=None) -> AdaptResult:
+                         lr: float, *, batch: int, on_step=None) -> AdaptResult:
     """`metastyle train-style`: train a per-style network and save it with its provenance."""
-    if Path(output).suffix != ".safetensors":
-        raise UserError(f"{output}: model files must end in .safetensors")
-    style = pil_to_tensor(resize_long_side(load_image(style_path), config.data.style_size))
+    check_model_suffix(output)
+    style = load_tensor(style_path, config.data.style_size)
     contents = readable_images(list_images(content_dir), f"content ({content_dir})")
     loss_fn = perceptual_loss(config.loss)
     result = train_per_style(loss_fn.style_targets(style), loss_fn, contents, config.generator,
-                             steps, lr, batch, config.data.crop, config.train.seed, on_step)
+                             steps, lr, batch=batch, crop=config.data.crop,
+                             seed=config.train.seed, on_step=on_step)
     save_generator(output, result.model, {
         "trained_by": "metastyle train-style", "steps": steps, "lr": lr, "batch": batch,
         "seconds": round(result.seconds, 3), "style_file": Path(style_path).name,

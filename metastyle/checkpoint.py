@@ -4,13 +4,15 @@ Loading never unpickles, so a shared style file cannot run code. Kinds of file:
 - ``generator``: full generator weights (the meta-init, a per-style network, ...);
 - ``delta``: only the tensors adaptation changed, against a base generator identified by the
   hash of its weights (a norm-only adapted style is a few KB);
-- ``training``: a resumable run (weights, optimizer, RNG state, step).
+- ``training``: a resumable run (weights, optimizer, RNG state, step); its tensor layout is
+  `write_training` / `read_training`'s.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -22,6 +24,20 @@ from .images import atomic_write_bytes
 
 FORMAT_VERSION = 1
 META_KEY = "metastyle"
+MODEL_SUFFIX = ".safetensors"
+# Tensor names in a training checkpoint: the generator, the Meta-SGD log rates, Adam's state
+# (see `flatten_optimizer`) and the episode RNG each under their own prefix, so one file holds
+# them all and a generator can be read out of it.
+MODEL_PREFIX = "model/"
+RATE_PREFIX = "extra/log_rate/"
+OPTIM_PREFIX = "optim/"
+RNG_KEY = "rng/episodes"
+
+
+def check_model_suffix(path: str | Path) -> None:
+    """Model files end in .safetensors; call it before heavy work to fail early."""
+    if Path(path).suffix != MODEL_SUFFIX:
+        raise UserError(f"{path}: model files must end in {MODEL_SUFFIX}")
 
 
 def weights_hash(weights: dict[str, torch.Tensor]) -> str:
@@ -67,7 +83,7 @@ def flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
     for index, slot in state["state"].items():
         for key, value in slot.items():
             if torch.is_tensor(value):
-                tensors[f"optim/{index}/{key}"] = value
+                tensors[f"{OPTIM_PREFIX}{index}/{key}"] = value
             else:
                 scalars[f"{index}/{key}"] = value
     return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
@@ -76,13 +92,53 @@ def flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
 def unflatten_optimizer(tensors: dict[str, torch.Tensor], info: dict) -> dict:
     state: dict[int, dict] = {}
     for name, value in tensors.items():
-        if name.startswith("optim/"):
-            _, index, key = name.split("/", 2)
+        if name.startswith(OPTIM_PREFIX):
+            index, key = name.removeprefix(OPTIM_PREFIX).split("/", 1)
             state.setdefault(int(index), {})[key] = value
     for name, value in info["scalars"].items():
         index, key = name.split("/", 1)
         state.setdefault(int(index), {})[key] = value
     return {"state": state, "param_groups": info["param_groups"]}
+
+
+@dataclass
+class TrainingState:
+    """What a training checkpoint holds, split back into its parts."""
+
+    model: dict[str, torch.Tensor]  # generator state_dict
+    log_rates: dict[str, torch.Tensor]  # Meta-SGD log rates by (slash-separated) name
+    optimizer: dict  # optimizer state_dict
+    rng: torch.Tensor  # the episode generator's state
+    meta: dict
+
+
+def write_training(path: str | Path, model: dict[str, torch.Tensor],
+                   log_rates: dict[str, torch.Tensor], optimizer: dict, rng: torch.Tensor,
+                   meta: dict) -> None:
+    """Atomically write a resumable training state (``kind`` "training")."""
+    optim_tensors, optim_info = flatten_optimizer(optimizer)
+    tensors = ({f"{MODEL_PREFIX}{k}": v for k, v in model.items()}
+               | {f"{RATE_PREFIX}{k}": v for k, v in log_rates.items()}
+               | optim_tensors | {RNG_KEY: rng})
+    write(path, tensors, {"kind": "training", **meta, "optimizer": optim_info})
+
+
+def read_training(path: str | Path) -> TrainingState:
+    tensors, meta = read(path)
+    if meta.get("kind") != "training":
+        raise UserError(f"{path}: not a training checkpoint (kind {meta.get('kind')!r})")
+    return TrainingState(generator_weights(tensors),
+                         {k.removeprefix(RATE_PREFIX): v for k, v in tensors.items()
+                          if k.startswith(RATE_PREFIX)},
+                         unflatten_optimizer(tensors, meta["optimizer"]), tensors[RNG_KEY], meta)
+
+
+def generator_weights(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The generator's tensors of a generator, delta or training file (prefix removed)."""
+    if any(k.startswith(MODEL_PREFIX) for k in tensors):
+        return {k.removeprefix(MODEL_PREFIX): v for k, v in tensors.items()
+                if k.startswith(MODEL_PREFIX)}
+    return tensors
 
 
 SHIPPED_INIT = Path(__file__).parent / "weights" / "meta_init.safetensors"
@@ -138,8 +194,7 @@ def load_generator(path: str | Path):
         raise UserError(f"{path}: not a generator model (kind {meta.get('kind')!r})")
     try:
         model = Generator(GeneratorConfig(**meta["generator"]))
-        weights = {k.removeprefix("model/"): v for k, v in tensors.items()
-                   if not k.startswith(("optim/", "rng/", "extra/"))}
+        weights = generator_weights(tensors)
         if meta["kind"] == "delta":
             weights = {**_resolve_base(path, meta), **weights}
         model.load_state_dict(weights)

@@ -109,12 +109,12 @@ def bench_cmd(
                                 help="Output folder (results.json, report.md, plots, grid)."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ):
-    """Benchmark the meta-init against joint, scratch, per-style and Gatys on held-out styles.
+    """Benchmark the meta-init against joint, random init, per-style and Gatys on held-out styles.
 
     Example: metastyle bench experiments/bench-quick.toml -o experiments/results/quick
     """
+    from .bench import run_bench
     from .config import BenchConfig, load_config
-    from .evaluate import run_bench
 
     cfg = load_config(config, list(set_), root=BenchConfig)
     run_bench(cfg, output, progress=progress)
@@ -171,16 +171,18 @@ def optimize_cmd(
     Example: metastyle optimize photo.jpg styles/mosaic.png -o out.jpg --size 256
     """
     from .baselines import gatys
+    from .config import LossConfig
     from .encoders import load_encoder
     from .images import check_output_suffix, load_tensor, save_image
-    from .losses import LossWeights, PerceptualLoss
+    from .losses import PerceptualLoss
 
     if method not in ("lbfgs", "adam"):
         raise UserError(f"--method {method!r}: choose lbfgs or adam")
     check_output_suffix(output)
     content_t = load_tensor(content, size, max_pixels)
     style_t = load_tensor(style, size, max_pixels)
-    loss_fn = PerceptualLoss(load_encoder(encoder), LossWeights(style=style_weight))
+    loss_fn = PerceptualLoss(load_encoder(encoder),
+                             LossConfig(encoder=encoder, style_weight=style_weight))
     with StepBar("optimize", steps, enabled=progress) as bar:
         image, losses = gatys(content_t, loss_fn.style_targets(style_t), loss_fn, steps, method,
                               on_step=bar.callback())
@@ -201,7 +203,7 @@ def train_style_cmd(
     batch: int = typer.Option(4, help="Crops per step."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ):
-    """Train one per-style network from scratch (Johnson et al.): the per-style baseline.
+    """Train one per-style network from a random init (Johnson et al.): the per-style baseline.
 
     Example: metastyle train-style styles/mosaic.png --content photos/ --steps 500 -o mosaic.safetensors
     """
@@ -209,7 +211,7 @@ def train_style_cmd(
 
     cfg = _load_config(config, set_)
     with StepBar("train-style", steps, enabled=progress) as bar:
-        result = per_style_model_file(style, content, output, cfg, steps, lr, batch,
+        result = per_style_model_file(style, content, output, cfg, steps, lr, batch=batch,
                                       on_step=bar.callback())
     typer.echo(f"{output}: {steps} steps in {result.seconds:.1f} s "
                f"({result.seconds / max(steps, 1):.3f} s/step), "
@@ -220,6 +222,7 @@ def train_style_cmd(
 @user_errors
 def adapt_cmd(
     style: Path = typer.Argument(..., help="Style image to learn."),
+    *,
     steps: Optional[int] = typer.Option(None, "--steps", "-k",
                                         help="Adaptation steps K (default: the base's choice)."),
     content: Optional[Path] = typer.Option(None, "--content", help="Folder of photos to adapt "
@@ -240,7 +243,7 @@ def adapt_cmd(
                    "painting; default: off)."),
     batch: Optional[int] = typer.Option(None, help="Content crops per step (default: the "
                                         "preset's)."),
-    preset: str = typer.Option("fast", help="fast: the base's few-step setting (8 KB file); "
+    preset: str = typer.Option("fast", help="fast: the base's few-step setting (6 KB file); "
                                "quality: all parameters, 400 steps (minutes, 1.1 MB, more "
                                "painterly). Explicit options override it."),
     seed: int = typer.Option(0, help="Seed for the content crops."),
@@ -250,22 +253,23 @@ def adapt_cmd(
 
     Example: metastyle adapt styles/mosaic.png --steps 10
     """
-    from .adapt import adapt_and_save, recommended
+    from .adapt_file import adapt_and_save
     from .checkpoint import SHIPPED_INIT, read
     from .corpus import default_content_paths, readable_images
     from .images import list_images
+    from .presets import resolve_settings
 
     base = base or SHIPPED_INIT
     contents = (readable_images(list_images(content), f"content ({content})") if content
                 else default_content_paths())
     output = output or Path(f"{style.stem}.safetensors")
     preview = preview or output.with_name(f"{output.stem}_preview.jpg")
-    settings = recommended(read(base)[1], steps, lr, subset, batch, preset, colour_weight)
+    settings = resolve_settings(read(base)[1], preset, steps=steps, lr=lr, subset=subset,
+                                batch=batch, colour_weight=colour_weight,
+                                style_weight=style_weight, seed=seed)
     with StepBar("adapt", settings.steps, enabled=progress) as bar:
-        summary = adapt_and_save(style, base, contents, output, preview, settings.steps,
-                                 settings.lr, settings.batch, seed, on_step=bar.callback(),
-                                 subset=settings.subset, style_weight=style_weight, preset=preset,
-                                 colour_weight=settings.colour_weight)
+        summary = adapt_and_save(style, base, contents, output, preview, settings,
+                                 on_step=bar.callback())
     typer.echo(f"{output}: {summary['steps']} steps ({summary['subset']}) in "
                f"{summary['seconds']:.1f} s, "
                f"support loss {summary['loss_before']:.3f} -> {summary['loss_after']:.3f}, "
@@ -290,12 +294,13 @@ def stylize_cmd(
 
     Example: metastyle stylize mosaic.safetensors photo.jpg holiday/ -o out/ --strength 0.7
     """
+    from .checkpoint import MODEL_SUFFIX
     from .colour import keep_photo_colour
-    from .stylize import stylize_files
+    from .inference import stylize_files
     from .stylizer import load_stylizer
 
     generator = load_stylizer(model).generator(strength)
-    tag = model.name.removesuffix(".safetensors")
+    tag = model.name.removesuffix(MODEL_SUFFIX)
     for path in stylize_files(generator, inputs, out_dir, tag, max_size, tile,
                               max_pixels=max_pixels,
                               transform=keep_photo_colour if preserve_colour else None):
@@ -318,7 +323,7 @@ def export_init_cmd(
     """
     from .train import export_init
 
-    chosen = {"adapt_steps": adapt_steps, "adapt_lr": adapt_lr, "adapt_subset": adapt_subset}
+    chosen = {"steps": adapt_steps, "lr": adapt_lr, "subset": adapt_subset}
     export_init(run_dir, output, {k: v for k, v in chosen.items() if v is not None})
     typer.echo(f"{output}: {output.stat().st_size / 1e6:.2f} MB")
 

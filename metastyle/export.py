@@ -25,6 +25,7 @@ from torch import nn
 
 from .errors import UserError
 from .images import atomic_write_bytes
+from .runtime import seeded_generator
 from .stylizer import load_stylizer
 
 FORMATS = ("onnx", "torchscript")
@@ -41,7 +42,7 @@ def export_generator(model: nn.Module, output: str | Path, fmt: str) -> None:
     if fmt == "onnx" and importlib.util.find_spec("onnx") is None:
         raise UserError("ONNX export needs the onnx package: pip install 'metastyle[export]'")
     model = model.eval()
-    sample = torch.rand(1, 3, _SAMPLE, _SAMPLE, generator=torch.Generator().manual_seed(0))
+    sample = torch.rand(1, 3, _SAMPLE, _SAMPLE, generator=seeded_generator(0))
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         # Tracing warns about every size check it sees (e.g. InstanceNorm's channel check, which

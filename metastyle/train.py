@@ -17,14 +17,15 @@ from pathlib import Path
 import torch
 
 from . import checkpoint
-from .adapt import adapt, cycle_batches, evaluate_terms, perceptual_loss
+from .adaptation import adapt, cycle_batches, evaluate_terms
 from .config import Config, config_from_dict, config_to_dict
 from .corpus import EpisodeSampler, image_paths, random_crops
 from .errors import UserError
 from .generator import Generator, adapt_parameter_names
 from .images import save_image
-from .losses import PerceptualLoss
+from .losses import PerceptualLoss, perceptual_loss
 from .meta import MetaLearner, meta_step
+from .presets import recommendation_metadata
 from .progress import StepBar
 from .runtime import choose_device, environment, seeded_generator, set_threads, write_json
 from .tracking import Tracker
@@ -36,7 +37,7 @@ class TrainingDiverged(RuntimeError):
     """The meta-loss went non-finite or grew far past its best; the last checkpoint is kept."""
 
 
-def loss_meta(config: Config, loss_fn: PerceptualLoss) -> dict:
+def loss_provenance(config: Config, loss_fn: PerceptualLoss) -> dict:
     """What every model file records about the loss it was trained with."""
     return {"encoder": loss_fn.encoder.name, "encoder_sha256": loss_fn.encoder.weights_sha256,
             "loss": config_to_dict(config)["loss"]}
@@ -74,7 +75,7 @@ class HeldOutCheck:
             targets = loss_fn.style_targets(style)
             before += evaluate_terms(model, loss_fn, targets, self.query)["total"]
             adapted = adapt(model, loss_fn, targets, cycle_batches(self.support, a.batch),
-                            a.steps, a.lr, a.subset).model
+                            a.steps, a.lr, subset=a.subset).model
             after += evaluate_terms(adapted, loss_fn, targets, self.query)["total"]
             with torch.no_grad():
                 outputs.append(adapted(self.query[:2]))
@@ -93,35 +94,31 @@ class RunState:
         self.learner = MetaLearner(model, adapt_parameter_names(model, m.subset), m.inner_lr,
                                    m.meta_sgd)
         self.optimizer = torch.optim.Adam(self.learner.parameters(), lr=m.meta_lr)
-        self.episodes = seeded_generator(config.train.seed)
+        self.episode_rng = seeded_generator(config.train.seed)
         self.step = 0
         self.loss_ema: float | None = None
         self.best_ema = math.inf
 
-    def save(self, path: Path, extra_meta: dict, episodes_rng: torch.Tensor) -> None:
-        """``episodes_rng``: the episode generator's state after the last *consumed* meta-batch
-        (a prefetched batch has already moved the live generator on)."""
-        tensors = {f"model/{k}": v for k, v in self.learner.model.state_dict().items()}
-        tensors.update({f"extra/log_rate/{k}": v for k, v in self.learner.log_rates.items()})
-        optim_tensors, optim_info = checkpoint.flatten_optimizer(self.optimizer.state_dict())
-        tensors.update(optim_tensors)
-        tensors["rng/episodes"] = episodes_rng
-        checkpoint.write(path, tensors, {
-            "kind": "training", "step": self.step, "config": config_to_dict(self.config),
-            "generator": self.config.generator.to_dict(), "optimizer": optim_info,
-            "loss_ema": self.loss_ema, "best_ema": self.best_ema, **extra_meta})
+    def save(self, path: Path, extra_meta: dict, episode_rng_state: torch.Tensor) -> None:
+        """``episode_rng_state``: the episode generator's state after the last *consumed*
+        meta-batch (a prefetched batch has already moved the live generator on)."""
+        checkpoint.write_training(
+            path, self.learner.model.state_dict(), dict(self.learner.log_rates.items()),
+            self.optimizer.state_dict(), episode_rng_state,
+            {"step": self.step, "config": config_to_dict(self.config),
+             "generator": self.config.generator.to_dict(), "loss_ema": self.loss_ema,
+             "best_ema": self.best_ema, **extra_meta})
 
     @classmethod
     def load(cls, path: Path) -> "RunState":
-        tensors, meta = checkpoint.read(path)
+        saved = checkpoint.read_training(path)
+        meta = saved.meta
         state = cls(config_from_dict(meta["config"]))
-        state.learner.model.load_state_dict(
-            {k.removeprefix("model/"): v for k, v in tensors.items() if k.startswith("model/")})
-        for key, value in tensors.items():
-            if key.startswith("extra/log_rate/"):
-                state.learner.log_rates[key.removeprefix("extra/log_rate/")].data.copy_(value)
-        state.optimizer.load_state_dict(checkpoint.unflatten_optimizer(tensors, meta["optimizer"]))
-        state.episodes.set_state(tensors["rng/episodes"])
+        state.learner.model.load_state_dict(saved.model)
+        for name, value in saved.log_rates.items():
+            state.learner.log_rates[name].data.copy_(value)
+        state.optimizer.load_state_dict(saved.optimizer)
+        state.episode_rng.set_state(saved.rng)
         state.step, state.loss_ema, state.best_ema = meta["step"], meta["loss_ema"], meta["best_ema"]
         return state
 
@@ -148,18 +145,19 @@ def joint_config(config: Config) -> Config:
 def export_init(run_dir: Path, out: Path, recommend: dict | None = None) -> None:
     """Turn a run's checkpoint into a generator file (the shippable meta-init).
 
-    ``recommend`` (adapt_steps / adapt_lr / adapt_subset, chosen by the benchmark on train
-    styles) becomes what `metastyle adapt` does by default with this init.
+    ``recommend`` (some of steps / lr / subset, chosen by the benchmark on train styles)
+    becomes what `metastyle adapt` does by default with this init; the subset defaults to the
+    one the run meta-trained.
     """
-    tensors, meta = checkpoint.read(run_dir / CHECKPOINT)
+    saved = checkpoint.read_training(Path(run_dir) / CHECKPOINT)
+    meta = saved.meta
     model = Generator(config_from_dict(meta["config"]).generator)
-    model.load_state_dict({k.removeprefix("model/"): v for k, v in tensors.items()
-                           if k.startswith("model/")})
+    model.load_state_dict(saved.model)
     provenance = {k: meta[k] for k in ("step", "config", "encoder", "encoder_sha256", "loss",
                                        "wall_seconds") if k in meta}
-    checkpoint.save_generator(out, model, {**provenance, "trained_by": "meta-train",
-                                           "adapt_subset": meta["config"]["meta"]["subset"],
-                                           **(recommend or {})})
+    advice = recommendation_metadata({"subset": meta["config"]["meta"]["subset"],
+                                      **(recommend or {})})
+    checkpoint.save_generator(out, model, {**provenance, "trained_by": "meta-train", **advice})
 
 
 def meta_train(config: Config, run_dir: Path, resume: bool = False, progress: bool = True) -> Path:
@@ -194,7 +192,7 @@ def meta_train(config: Config, run_dir: Path, resume: bool = False, progress: bo
     check = HeldOutCheck.build(config, sampler, device)
     tracker = Tracker(run_dir, config.train.wandb, config_to_dict(config))
     tracker.jsonl.truncate_after(state.step)
-    meta_info = loss_meta(config, loss_fn)
+    meta_info = loss_provenance(config, loss_fn)
     t = config.train
     wall = _previous_wall(ckpt) if resume else 0.0
     start = time.perf_counter() - wall
@@ -202,7 +200,8 @@ def meta_train(config: Config, run_dir: Path, resume: bool = False, progress: bo
     m = config.meta
 
     def sample_meta_batch():
-        return [sampler.sample(state.episodes, m.support, m.query) for _ in range(m.meta_batch)]
+        return [sampler.sample(state.episode_rng, m.support, m.query)
+                for _ in range(m.meta_batch)]
 
     # The next meta-batch is decoded and cropped in a thread while this one trains (on a GPU the
     # decoding would otherwise idle the device). One thread, drawing in order, so the episodes
@@ -215,7 +214,7 @@ def meta_train(config: Config, run_dir: Path, resume: bool = False, progress: bo
             wait_start = time.perf_counter()
             episodes = [ep.to(device) for ep in pending.result()]
             data_wait = time.perf_counter() - wait_start
-            episodes_rng = state.episodes.get_state()
+            episode_rng_state = state.episode_rng.get_state()
             pending = prefetch.submit(sample_meta_batch)
             step_start = time.perf_counter()
             stats = meta_step(state.learner, state.optimizer, loss_fn, episodes, m.inner_steps,
@@ -236,7 +235,7 @@ def meta_train(config: Config, run_dir: Path, resume: bool = False, progress: bo
                 tracker.log(record)
             if state.step % t.checkpoint_every == 0 or state.step == t.steps:
                 state.save(ckpt, {**meta_info, "wall_seconds": time.perf_counter() - start},
-                           episodes_rng)
+                           episode_rng_state)
             bar.update(state.step, stats["loss"])
     finally:
         prefetch.shutdown(cancel_futures=True)

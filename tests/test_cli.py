@@ -5,8 +5,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from metastyle import checkpoint
-from metastyle.adapt import DEFAULT_COLOUR_WEIGHT
 from metastyle.cli import app
+from metastyle.presets import DEFAULT_COLOUR_WEIGHT
 
 runner = CliRunner()
 

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from metastyle.losses import (LossWeights, PerceptualLoss, colour_error, colour_moments, gram,
+from metastyle.config import LossConfig
+from metastyle.losses import (PerceptualLoss, colour_error, colour_moments, gram,
                               relative_error, total_variation)
 
 
@@ -67,7 +68,8 @@ def images():
 
 def test_loss_terms_and_weighted_total(random_loss, images):
     content, style, output = images
-    weights = LossWeights(content=2.0, style=3.0, tv=0.5, colour=1.5)
+    weights = LossConfig(content_weight=2.0, style_weight=3.0, tv_weight=0.5,
+                         colour_weight=1.5)
     loss = PerceptualLoss(random_loss.encoder, weights)
     terms = loss(output, content, loss.style_targets(style))
     layers = weights.style_layers
@@ -102,7 +104,7 @@ def test_style_term_zero_when_output_is_the_style_image(random_loss, images):
     content, style, _ = images
     terms = random_loss(style, content[:1], random_loss.style_targets(style))
     assert terms["style"] < 1e-10
-    assert all(terms[f"style/{n}"] < 1e-10 for n in random_loss.weights.style_layers)
+    assert all(terms[f"style/{n}"] < 1e-10 for n in random_loss.config.style_layers)
     assert random_loss(content[:1], content[:1], random_loss.style_targets(style))["style"] > 1e-3
 
 
@@ -128,7 +130,7 @@ def test_the_colour_term_pulls_a_bright_output_towards_a_dark_style(random_loss)
     dark = torch.full((1, 3, 16, 16), 0.1)
     noise = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     bright = (0.7 + 0.1 * noise).requires_grad_(True)
-    loss = PerceptualLoss(random_loss.encoder, LossWeights(content=0.0, style=0.0, tv=0.0,
-                                                           colour=1.0))
+    loss = PerceptualLoss(random_loss.encoder, LossConfig(content_weight=0.0, style_weight=0.0,
+                                                          tv_weight=0.0, colour_weight=1.0))
     loss(bright, bright.detach(), loss.style_targets(dark))["total"].backward()
     assert bright.grad.sum() > 0 and (bright.grad.mean((2, 3)) > 0).all()  # descent darkens

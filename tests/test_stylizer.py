@@ -13,7 +13,7 @@ from metastyle import checkpoint
 from metastyle.colour import keep_photo_colour, rgb_to_ycbcr, ycbcr_to_rgb
 from metastyle.errors import UserError
 from metastyle.images import load_tensor, pil_to_tensor, tensor_to_pil
-from metastyle.stylize import stylize_tensor
+from metastyle.inference import stylize_tensor
 
 
 @pytest.fixture

@@ -18,10 +18,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from ..adapt import recommended
 from ..checkpoint import SHIPPED_INIT, read
 from ..errors import UserError
 from ..images import image_from_bytes, resize_long_side
+from ..presets import resolve_settings
 from ..stylizer import adapt
 from .jobs import JobPool, QueueFull
 from .store import StyleStore, new_id, valid_id
@@ -38,7 +38,7 @@ def _not_found(what: str, item_id: str) -> HTTPException:
 
 
 def create_app(data_dir: str | Path, base: str | Path | None = None, steps: int | None = None,
-               content=None, workers: int = 1, queue_size: int = 4,
+               content=None, *, workers: int = 1, queue_size: int = 4,
                max_upload_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_PIXELS) -> FastAPI:
     """The service; styles live in ``data_dir``, adapted from ``base`` (default: shipped init)
     on ``content`` photos with the upload's preset (as `metastyle.adapt`); ``steps``, when
@@ -91,13 +91,13 @@ def create_app(data_dir: str | Path, base: str | Path | None = None, steps: int 
     def add_style(style: UploadFile = File(...), preset: str = Form("fast"),
                   colour_weight: float | None = Form(None)):
         # settings resolved (and checked) up front: a bad one is a 400, and steps drive progress
-        chosen = recommended(base_meta, steps, preset=preset, colour_weight=colour_weight)
+        chosen = resolve_settings(base_meta, preset, steps=steps, colour_weight=colour_weight)
         name, image = read_image(style, "style")
         style_id = new_id()
 
         def work(job):
-            stylizer = adapt(image, chosen.steps, content, base, on_step=job.progress,
-                             preset=preset, colour_weight=chosen.colour_weight)
+            stylizer = adapt(image, content=content, base=base, on_step=job.progress,
+                             settings=chosen)
             provenance = stylizer.provenance
             store.add(style_id, stylizer, {
                 "name": name, "preset": preset, "subset": chosen.subset, "steps": chosen.steps,

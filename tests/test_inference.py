@@ -1,4 +1,4 @@
-"""Tests for metastyle.stylize: tiled inference, output naming, and the file-level driver."""
+"""Tests for metastyle.inference: tiled inference, output naming, and the file-level driver."""
 
 import numpy as np
 import pytest
@@ -8,7 +8,7 @@ from torch import nn
 
 from metastyle.errors import UserError
 from metastyle.generator import Generator, GeneratorConfig
-from metastyle.stylize import (
+from metastyle.inference import (
     collect_inputs,
     output_path,
     stylize_files,

@@ -2,33 +2,33 @@
 
 import pytest
 
-from metastyle.adapt import DEFAULT_COLOUR_WEIGHT, PRESETS, recommended
+from metastyle.presets import DEFAULT_COLOUR_WEIGHT, PRESETS, resolve_settings
 from metastyle.errors import UserError
 
 BASE_META = {"adapt_steps": 50, "adapt_lr": 0.1, "adapt_subset": "norm"}
 
 
 def test_fast_is_the_bases_recommendation_and_quality_changes_every_setting():
-    fast = recommended(BASE_META)
+    fast = resolve_settings(BASE_META)
     assert (fast.steps, fast.lr, fast.subset, fast.batch) == (50, 0.1, "norm", 2)
-    quality = recommended(BASE_META, preset="quality")
+    quality = resolve_settings(BASE_META, preset="quality")
     assert quality.subset == "all" and quality.steps > fast.steps and quality.batch > fast.batch
     assert quality.lr == PRESETS["quality"]["lr"]
 
 
 def test_explicit_values_override_the_preset_and_a_base_without_advice_gets_defaults():
-    chosen = recommended(BASE_META, steps=7, subset="decoder", preset="quality")
+    chosen = resolve_settings(BASE_META, steps=7, subset="decoder", preset="quality")
     assert (chosen.steps, chosen.subset, chosen.batch) == (7, "decoder", 4)
     assert chosen.colour_weight == DEFAULT_COLOUR_WEIGHT
-    assert recommended(BASE_META, colour_weight=10.0).colour_weight == 10.0
-    assert recommended({}, lr=0.5).lr == 0.5 and recommended({}).steps == 10
+    assert resolve_settings(BASE_META, colour_weight=10.0).colour_weight == 10.0
+    assert resolve_settings({}, lr=0.5).lr == 0.5 and resolve_settings({}).steps == 10
 
 
 def test_an_unknown_preset_is_a_user_error_naming_the_choices():
     with pytest.raises(UserError, match="preset 'best'.*fast, quality"):
-        recommended(BASE_META, preset="best")
+        resolve_settings(BASE_META, preset="best")
 
 
 def test_a_negative_colour_weight_is_a_user_error():
     with pytest.raises(UserError, match="colour weight -1"):
-        recommended(BASE_META, colour_weight=-1.0)
+        resolve_settings(BASE_META, colour_weight=-1.0)

@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from metastyle.errors import UserError
-from metastyle.images import (
+from .errors import UserError
+from .images import (
     DEFAULT_MAX_PIXELS,
     list_images,
     load_image,
@@ -147,6 +147,7 @@ def stylize_files(
     tag: str = "stylized",
     max_size: int | None = None,
     tile: int = 512,
+    *,
     overlap: int = 64,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     transform: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,

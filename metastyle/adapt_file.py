@@ -1,0 +1,84 @@
+"""Adapt a base generator file to a style image file: what `metastyle adapt`,
+`metastyle.adapt(...)` and the service run, given settings already resolved (see `presets`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Callable
+
+from .adaptation import AdaptResult, adapt, adaptation_crops, evaluate_terms, fresh_crops
+from .checkpoint import check_model_suffix, load_generator, save_delta
+from .config import BenchConfig, LossConfig
+from .images import (check_output_suffix, load_image, load_tensor, pil_to_tensor,
+                     resize_long_side, save_image)
+from .inference import stylize_tensor
+from .losses import perceptual_loss
+from .presets import AdaptSettings
+from .runtime import seeded_generator
+
+# The fixed crops `metastyle adapt` reports its loss before/after on (adaptation itself streams
+# new crops): the benchmark's support-set size.
+SUPPORT_CROPS = BenchConfig().support_crops
+PREVIEW_SIZE = 384  # long side of the preview image
+
+
+def adapt_style_file(style_path, base_path, contents: list, settings: AdaptSettings, *,
+                     on_step: Callable[[int, float], None] | None = None
+                     ) -> tuple[AdaptResult, dict]:
+    """Adapt the generator at ``base_path`` to the image at ``style_path`` with ``settings``.
+
+    Uses the base's own loss, encoder and training resolution (read from its metadata), so
+    adaptation matches what the init was meta-trained for; the settings' style and colour
+    weights replace the base's. Returns the result and the provenance a model file records.
+    """
+    style_img = load_image(style_path)  # validate the user's file before any heavy work
+    base, meta = load_generator(base_path)
+    train_cfg = meta.get("config", {})
+    data = train_cfg.get("data", {})
+    loss_cfg = replace(LossConfig(**meta.get("loss", train_cfg.get("loss", {}))),
+                       colour_weight=settings.colour_weight)
+    if settings.style_weight is not None:
+        loss_cfg = replace(loss_cfg, style_weight=settings.style_weight)
+    loss_fn = perceptual_loss(loss_cfg)
+    style = pil_to_tensor(resize_long_side(style_img, data.get("style_size", 192)))
+    crop = data.get("crop", 96)
+    # adaptation streams new crops (see fresh_crops); a fixed set reports the loss before/after
+    support = adaptation_crops(contents, max(settings.batch * 2, SUPPORT_CROPS), crop,
+                               seeded_generator(settings.seed))
+    targets = loss_fn.style_targets(style)
+    before = evaluate_terms(base, loss_fn, targets, support)["total"]
+    result = adapt(base, loss_fn, targets,
+                   fresh_crops(contents, settings.batch, crop, settings.seed),
+                   settings.steps, settings.lr, subset=settings.subset, on_step=on_step)
+    style_hash = hashlib.sha256(Path(style_path).read_bytes()).hexdigest()
+    provenance = {"adapted_by": "metastyle adapt", "preset": settings.preset,
+                  "steps": settings.steps, "lr": settings.lr, "batch": settings.batch,
+                  "subset": settings.subset, "crops": "fresh",
+                  "style_file": Path(style_path).name, "style_sha256": style_hash,
+                  "seconds": round(result.seconds, 3), "support_loss_before": before,
+                  "support_loss_after": evaluate_terms(result.model, loss_fn, targets, support)["total"],
+                  "encoder": loss_fn.encoder.name,
+                  "encoder_sha256": loss_fn.encoder.weights_sha256,
+                  "loss": asdict(loss_cfg), "config": train_cfg}
+    return result, provenance
+
+
+def adapt_and_save(style_path: Path, base_path: Path, contents: list, output: Path,
+                   preview: Path | None, settings: AdaptSettings, *,
+                   on_step: Callable[[int, float], None] | None = None) -> dict:
+    """`metastyle adapt`: adapt, then write the delta model and a preview; returns a summary."""
+    check_model_suffix(output)
+    if preview is not None:
+        check_output_suffix(preview)
+    result, provenance = adapt_style_file(style_path, base_path, contents, settings,
+                                          on_step=on_step)
+    save_delta(output, result.model, base_path, result.names, provenance)
+    if preview is not None:
+        save_image(stylize_tensor(result.model, load_tensor(contents[0], PREVIEW_SIZE)), preview)
+    return {"seconds": result.seconds, "steps": provenance["steps"], "subset": provenance["subset"],
+            "bytes": Path(output).stat().st_size,
+            "loss_before": provenance["support_loss_before"],
+            "loss_after": provenance["support_loss_after"]}

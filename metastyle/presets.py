@@ -1,0 +1,78 @@
+"""Adaptation settings: resolved once, then passed down as one `AdaptSettings`.
+
+`metastyle adapt`, `metastyle.adapt(...)` and the service each take a few loose options from
+their user; `resolve_settings` turns them into one object (explicit values over the preset's over
+the base's recommendation), and everything below works from that object alone.
+
+The base's recommendation lives in its metadata (``adapt_steps``, ``adapt_lr``,
+``adapt_subset``), written by `metastyle export-init` from the benchmark's choice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .config import AdaptConfig
+from .errors import UserError
+
+# Named starting points for `metastyle adapt --preset`; explicit options override them.
+# fast: the base's own recommendation (what its benchmark chose; norm-only, 6 KB files).
+# quality: every parameter, 400 steps of 4 fresh crops: painting-like texture in minutes on a
+# CPU, 1.1 MB files (experiments/results/quality).
+PRESETS = {"fast": {}, "quality": {"steps": 400, "lr": 0.001, "subset": "all", "batch": 4}}
+DEFAULT_BATCH = 2
+# The colour term's weight in every preset's adaptation objective (losses.colour_error). Off:
+# chosen on train styles, it costs the init's own objective 2.2% (weight 3) / 2.8% (weight 10),
+# over the 2% the selection rule allows (experiments/results/select-colour-3, -10). Ask for it
+# (`--colour-weight 10`) when the painting's tone is far from the photo's: without it a dark
+# painting gives a bright, pastel photo (experiments/results/colour).
+DEFAULT_COLOUR_WEIGHT = 0.0
+# What a base without a recommendation in its metadata is adapted with.
+FALLBACK = {"steps": 10, "lr": 0.01, "subset": "norm"}
+# The AdaptConfig fields a base file may recommend, and their metadata keys.
+RECOMMENDED = {"steps": "adapt_steps", "lr": "adapt_lr", "subset": "adapt_subset"}
+
+
+@dataclass
+class AdaptSettings(AdaptConfig):
+    """One adaptation run: the [adapt] shape (steps, lr, batch, subset) plus what a user may
+    change about the objective and the crops.
+
+    ``style_weight`` None keeps the base's training weight; ``seed`` fixes the content crops;
+    ``preset`` is recorded in the model file's provenance.
+    """
+
+    colour_weight: float = DEFAULT_COLOUR_WEIGHT
+    style_weight: float | None = None
+    seed: int = 0
+    preset: str = "fast"
+
+
+def resolve_settings(base_meta: dict, preset: str = "fast", *, steps: int | None = None,
+                     lr: float | None = None, subset: str | None = None,
+                     batch: int | None = None, colour_weight: float | None = None,
+                     style_weight: float | None = None, seed: int = 0) -> AdaptSettings:
+    """Explicit values (not None), else the preset's, else the base's recommendation."""
+    if preset not in PRESETS:
+        raise UserError(f"adapt preset {preset!r}: expected one of {', '.join(PRESETS)}")
+    if colour_weight is not None and not colour_weight >= 0:
+        raise UserError(f"colour weight {colour_weight}: must be zero or positive")
+    if style_weight is not None and not style_weight > 0:
+        raise UserError(f"style weight {style_weight}: must be positive")
+    chosen = {name: base_meta.get(key, FALLBACK[name]) for name, key in RECOMMENDED.items()}
+    chosen |= {"batch": DEFAULT_BATCH, "colour_weight": DEFAULT_COLOUR_WEIGHT}
+    given = {"steps": steps, "lr": lr, "subset": subset, "batch": batch,
+             "colour_weight": colour_weight, "style_weight": style_weight}
+    return AdaptSettings(**(chosen | PRESETS[preset]
+                            | {k: v for k, v in given.items() if v is not None}),
+                         seed=seed, preset=preset)
+
+
+def recommendation_metadata(recommend: dict) -> dict:
+    """``{"steps": 50, "lr": 0.03}`` -> the metadata keys a base file recommends them under."""
+    unknown = set(recommend) - set(RECOMMENDED)
+    if unknown:
+        raise ValueError(f"not recommendable adaptation settings: {sorted(unknown)}; "
+                         f"expected some of {list(RECOMMENDED)}")
+    return {RECOMMENDED[name]: value for name, value in recommend.items()}
+
