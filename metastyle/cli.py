@@ -76,6 +76,28 @@ def _train(cfg, run_dir: Path, resume: bool, progress: bool) -> None:
     typer.echo(f"checkpoint: {ckpt}")
 
 
+@app.command("train-stage")
+@user_errors
+def train_stage_cmd(
+    config: Path = typer.Argument(..., help="Stage config, e.g. experiments/stylenet/joint.toml."),
+    set_: List[str] = typer.Option([], "--set", help="Override a key, e.g. train.steps=500"),
+    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Run folder "
+                                           "(default experiments/runs/stylenet-<config name>)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+):
+    """Train a stage of the encoder-decoder generator (autoencoder, then joint).
+
+    Example: metastyle train-stage experiments/stylenet/autoencoder.toml --set train.steps=2000
+    """
+    from .config import load_config
+    from .stages import StageConfig, train_stage
+
+    cfg = load_config(config, list(set_), root=StageConfig)
+    run_dir = run_dir or Path("experiments/runs") / f"stylenet-{config.stem}"
+    typer.echo(f"checkpoint: {train_stage(cfg, run_dir, resume=resume, progress=progress)}")
+
+
 @app.command("train-joint")
 @user_errors
 def train_joint_cmd(
@@ -279,8 +301,13 @@ def adapt_cmd(
 @app.command("stylize")
 @user_errors
 def stylize_cmd(
-    model: Path = typer.Argument(..., help="Model file (generator or adapted style)."),
-    inputs: List[Path] = typer.Argument(..., help="Photos or folders of photos."),
+    paths: List[Path] = typer.Argument(..., metavar="[MODEL] PHOTO...",
+                                       help="Model file (generator or adapted style), then "
+                                       "photos or folders of photos; no model with --style."),
+    style: Optional[Path] = typer.Option(None, "--style", help="Zero-shot: stylize in this "
+                                         "painting's style, no adaptation."),
+    base: Optional[Path] = typer.Option(None, "--base", help="Encoder-decoder model for "
+                                        "--style (default: the shipped one)."),
     out_dir: Optional[Path] = typer.Option(None, "-o", "--out-dir",
                                            help="Output folder (default: next to each input)."),
     max_size: Optional[int] = typer.Option(None, help="Downscale so the long side is at most this."),
@@ -293,14 +320,21 @@ def stylize_cmd(
     """Apply a model to photos of any size (large ones in blended tiles).
 
     Example: metastyle stylize mosaic.safetensors photo.jpg holiday/ -o out/ --strength 0.7
+    or, zero-shot: metastyle stylize --style painting.jpg photo.jpg
     """
     from .checkpoint import MODEL_SUFFIX
     from .colour import keep_photo_colour
     from .inference import stylize_files
-    from .stylizer import load_stylizer
+    from .stylizer import load_stylizer, zero_shot
 
-    generator = load_stylizer(model).generator(strength)
-    tag = model.name.removesuffix(MODEL_SUFFIX)
+    if style is not None:
+        stylizer, inputs, tag = zero_shot(style, base), paths, style.stem
+    elif len(paths) < 2:
+        raise UserError("stylize: give a model file and at least one photo (or --style PAINTING)")
+    else:
+        stylizer, inputs = load_stylizer(paths[0]), paths[1:]
+        tag = paths[0].name.removesuffix(MODEL_SUFFIX)
+    generator = stylizer.generator(strength)
     for path in stylize_files(generator, inputs, out_dir, tag, max_size, tile,
                               max_pixels=max_pixels,
                               transform=keep_photo_colour if preserve_colour else None):

@@ -234,3 +234,10 @@ def load_encoder(name: str = "vgg16-hed", seed: int = 0, precision: str = "float
     else:
         raise UserError(f"unknown encoder {name!r}; choose one of {', '.join(ENCODER_NAMES)}")
     return encoder
+
+
+@functools.cache
+def shared_encoder(name: str = "vgg16-hed", seed: int = 0, precision: str = "float32") -> Encoder:
+    """One frozen encoder per (name, seed, precision) for the whole process: the loss and the
+    encoder-decoder generator use the same trunk, so it is read (59 MB) and held once."""
+    return load_encoder(name, seed, precision)

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from .config import LossConfig
-from .encoders import Encoder, load_encoder
+from .encoders import Encoder, shared_encoder
 
 _EPS = 1e-8
 
@@ -110,4 +110,4 @@ class PerceptualLoss(nn.Module):
 def perceptual_loss(config: LossConfig, seed: int = 0) -> PerceptualLoss:
     """The loss a config (or a model file's recorded loss) describes: encoder, precision,
     weights."""
-    return PerceptualLoss(load_encoder(config.encoder, seed, config.precision), config)
+    return PerceptualLoss(shared_encoder(config.encoder, seed, config.precision), config)

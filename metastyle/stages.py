@@ -28,7 +28,7 @@ from .images import load_tensor, save_image
 from .losses import relative_error
 from .progress import StepBar
 from .runtime import environment, seeded_generator, set_threads, write_json
-from .stylenet import StyleNet, StyleNetConfig, adain, channel_stats
+from .stylenet import StyleNet, StyleNetConfig, channel_stats
 from .tracking import Tracker
 
 STAGES = ("autoencoder", "joint")
@@ -97,10 +97,11 @@ def stage_losses(model: StyleNet, config: StageConfig, photos: torch.Tensor,
         return (torch.cat([s[name][0] for s in styles]), torch.cat([s[name][1] for s in styles]))
 
     with torch.no_grad():
-        target = adain(model.encode(photos), *stacked(depth))
+        target = model.transform(model.encode(photos),
+                                 {n: stacked(n) for n in model.config.layers})
     out = model.decode(target)
     got = enc(out, w.layers)
-    terms = {"content": relative_error(got[depth], target)}
+    terms = {"content": relative_error(got[depth], target[depth])}
     for name in w.layers:
         want_mean, want_std = stacked(name)
         got_mean, got_std = channel_stats(got[name])
@@ -126,33 +127,28 @@ class StageRun:
         self.step = 0
 
     def save(self, path: Path, extra: dict) -> None:
-        tensors = {f"model/{k}": v for k, v in self.model.state_dict().items()}
-        optim_tensors, optim_info = checkpoint.flatten_optimizer(self.optimizer.state_dict())
-        tensors.update(optim_tensors)
-        tensors["rng/data"] = self.data_rng.get_state()
-        checkpoint.write(path, tensors, {
-            "kind": "training", "stage": self.config.stage, "step": self.step,
+        checkpoint.write_training(path, self.model.state_dict(), {},
+                                  self.optimizer.state_dict(), self.data_rng.get_state(), {
+            "stage": self.config.stage, "step": self.step,
             "config": config_to_dict(self.config), "generator": self.config.generator.to_dict(),
             "encoder": self.model.encoder.name, "encoder_sha256": self.model.encoder.weights_sha256,
-            "optimizer": optim_info, **extra})
+            **extra})
 
-    def load_weights(self, path: Path) -> dict:
-        tensors, meta = checkpoint.read(path)
-        if meta.get("generator") != self.config.generator.to_dict():
-            raise UserError(f"{path}: generator {meta.get('generator')} does not match the "
+    def load_weights(self, path: Path) -> checkpoint.TrainingState:
+        state = checkpoint.read_training(path)
+        if state.meta.get("generator") != self.config.generator.to_dict():
+            raise UserError(f"{path}: generator {state.meta.get('generator')} does not match the "
                             f"config's {self.config.generator.to_dict()}")
-        self.model.load_state_dict({k.removeprefix("model/"): v for k, v in tensors.items()
-                                    if k.startswith("model/")})
-        return tensors | {"__meta__": meta}
+        self.model.load_state_dict(state.model)
+        return state
 
     def resume(self, path: Path) -> float:
         """Restore a killed run; returns its wall seconds so far."""
-        loaded = self.load_weights(path)
-        meta = loaded.pop("__meta__")
-        self.optimizer.load_state_dict(checkpoint.unflatten_optimizer(loaded, meta["optimizer"]))
-        self.data_rng.set_state(loaded["rng/data"])
-        self.step = meta["step"]
-        return meta.get("wall_seconds", 0.0)
+        state = self.load_weights(path)
+        self.optimizer.load_state_dict(state.optimizer)
+        self.data_rng.set_state(state.rng)
+        self.step = state.meta["step"]
+        return state.meta.get("wall_seconds", 0.0)
 
 
 def train_stage(config: StageConfig, run_dir: Path, resume: bool = False,
@@ -178,7 +174,9 @@ def train_stage(config: StageConfig, run_dir: Path, resume: bool = False,
     write_json(run_dir / "environment.json", environment())
     tracker = Tracker(run_dir, config.train.wandb, config_to_dict(config))
     tracker.jsonl.truncate_after(run.step)
-    style_targets = StyleTargets(run.model.encoder, config.loss.layers, config.data.style_size)
+    style_targets = StyleTargets(run.model.encoder,
+                                 sorted({*config.loss.layers, *config.generator.layers}),
+                                 config.data.style_size)
     watch = load_tensor(image_paths(config.data, "content", "heldout")[0], 256)
     watch_style = (load_tensor(image_paths(config.data, "style", "heldout")[0],
                                config.data.style_size) if styles else None)
@@ -207,7 +205,7 @@ def train_stage(config: StageConfig, run_dir: Path, resume: bool = False,
             if run.step % t.sample_every == 0 or run.step == t.steps:
                 with torch.no_grad():
                     shown = (run.model.reconstruct(watch) if watch_style is None else
-                             run.model.stylize(watch, *run.model.style_code_of(watch_style)))
+                             run.model.stylize(watch, run.model.style_code_of(watch_style)))
                 save_image(torch.cat([watch[0], shown[0]], dim=-1),
                            run_dir / "samples" / f"step{run.step:06d}.jpg")
             if run.step % t.checkpoint_every == 0 or run.step == t.steps:
@@ -218,3 +216,26 @@ def train_stage(config: StageConfig, run_dir: Path, resume: bool = False,
         tracker.close()
     return ckpt
 
+
+
+def export_stage(run_dir: Path, out: Path, recommend: dict | None = None) -> None:
+    """Turn a stage checkpoint into a generator file that `metastyle adapt` and `stylize
+    --style` start from. Adaptation refines it under the perceptual loss of ``LossConfig``
+    (the stage's own loss is kept as ``stage_loss``); ``recommend`` as in `train.export_init`."""
+    from .config import LossConfig
+    from .presets import recommendation_metadata
+
+    state = checkpoint.read_training(Path(run_dir) / CHECKPOINT)
+    meta, config = state.meta, state.meta["config"]
+    encoder = load_encoder(config["loss"]["encoder"], 0, config["loss"]["precision"])
+    model = StyleNet(StyleNetConfig(**config["generator"]), encoder)
+    model.load_state_dict(state.model)
+    data = {"crop": config["data"]["crop"], "style_size": config["data"]["style_size"]}
+    checkpoint.save_generator(out, model, {
+        "trained_by": f"stage {meta['stage']}", "step": meta["step"],
+        "wall_seconds": meta.get("wall_seconds"), "encoder": meta["encoder"],
+        "encoder_sha256": meta["encoder_sha256"],
+        "loss": config_to_dict(LossConfig(encoder=meta["encoder"],
+                                          precision=config["loss"]["precision"])),
+        "stage_loss": config["loss"], "config": {"data": data},
+        **recommendation_metadata({"subset": "norm", **(recommend or {})})})

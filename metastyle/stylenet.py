@@ -6,35 +6,45 @@ Huang & Belongie 2017), so a new style is stylized in one forward pass (k = 0); 
 refines the style code and the decoder's per-channel affines by gradient steps.
 
 Parameter names follow the Johnson generator's convention so the same subsets work: every
-per-channel affine lives in a module called ``norm``; the style code is ``code.mean`` /
-``code.std``. The encoder is shared, never copied and never stored in a model file: it is not a
+per-channel affine lives in a module called ``norm``; the style code is
+``code.mean.<layer>`` / ``code.std.<layer>``. The encoder is shared, never copied and never stored in a model file: it is not a
 registered submodule, so ``state_dict()`` holds the decoder and the code only.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import copy
+from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
 
 from .encoders import Encoder
 
-# Channels of the VGG16 activations a decoder can start from, and how many 2x upsamplings
-# take them back to the input resolution.
-DEPTHS = {"relu3_1": (256, 2), "relu4_1": (512, 3)}
+# Channels of the VGG16 activations the generator reads, and how many 2x poolings lie before them.
+LAYERS = {"relu1_1": (64, 0), "relu2_1": (128, 1), "relu3_1": (256, 2), "relu4_1": (512, 3)}
 STYLE_EPS = 1e-5
 
 
 @dataclass(frozen=True)
 class StyleNetConfig:
-    """``width`` = channels of the decoder's first conv; each upsampling halves it."""
+    """``depth``: the deepest features, where the decoder starts; ``skips``: shallower layers
+    whose (style-transformed) features join the decoder at their own scale. A decoder from
+    relu4_1 alone still reconstructed photos as brown blurs after 750 autoencoder steps; the
+    relu3_1 skip carries the detail, relu4_1 the larger structures of a style.
+    ``width``: channels of the decoder's first conv; each upsampling halves it."""
 
     depth: str = "relu4_1"
+    skips: list[str] = field(default_factory=lambda: ["relu3_1"])
     width: int = 128
 
     def to_dict(self) -> dict:
         return {"kind": "stylenet", **asdict(self)}
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        """Every encoder layer the generator transforms, deepest first."""
+        return (self.depth, *self.skips)
 
 
 def channel_stats(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -79,49 +89,70 @@ class ConvBlock(nn.Module):
 
 
 class StyleCode(nn.Module):
-    """The style's channel statistics at the encoder depth; adaptable like any parameter."""
+    """The style's channel statistics at each transformed layer (parameters
+    ``code.mean.<layer>`` / ``code.std.<layer>``); adaptable like any parameter."""
 
-    def __init__(self, channels: int):
+    def __init__(self, layers: tuple[str, ...]):
         super().__init__()
-        self.mean = nn.Parameter(torch.zeros(channels))
-        self.std = nn.Parameter(torch.ones(channels))
+        self.mean = nn.ParameterDict({n: nn.Parameter(torch.zeros(LAYERS[n][0])) for n in layers})
+        self.std = nn.ParameterDict({n: nn.Parameter(torch.ones(LAYERS[n][0])) for n in layers})
+
+    def as_dict(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        return {n: (self.mean[n], self.std[n]) for n in self.mean}
 
 
-def build_decoder(channels_in: int, upsamplings: int, width: int) -> nn.Sequential:
-    """Mirror of the VGG trunk: nearest 2x upsample + convs, halving channels at each scale."""
-    layers: list[nn.Module] = [ConvBlock(channels_in, width)]
-    c = width
-    for _ in range(upsamplings):
-        layers += [nn.Upsample(scale_factor=2, mode="nearest"), ConvBlock(c, c),
-                   ConvBlock(c, max(c // 2, 16))]
-        c = max(c // 2, 16)
-    layers += [nn.ReflectionPad2d(1), nn.Conv2d(c, 3, 3)]
-    return nn.Sequential(*layers)
+class Decoder(nn.Module):
+    """Mirror of the VGG trunk: nearest 2x upsample + two convs per scale, halving channels;
+    a skip's features are concatenated right after the upsampling that reaches their scale."""
+
+    def __init__(self, config: StyleNetConfig):
+        super().__init__()
+        channels, scale = LAYERS[config.depth]
+        self.skip_at = {scale - LAYERS[n][1] - 1: n for n in config.skips}
+        self.head = ConvBlock(channels, config.width)
+        self.levels = nn.ModuleList()
+        c = config.width
+        for level in range(scale):
+            extra = LAYERS[self.skip_at[level]][0] if level in self.skip_at else 0
+            out = max(c // 2, 16)
+            self.levels.append(nn.Sequential(ConvBlock(c + extra, c), ConvBlock(c, out)))
+            c = out
+        self.out = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(c, 3, 3))
+
+    def forward(self, features: dict[str, torch.Tensor], depth: str) -> torch.Tensor:
+        h = self.head(features[depth])
+        for level, block in enumerate(self.levels):
+            h = nn.functional.interpolate(h, scale_factor=2, mode="nearest")
+            if level in self.skip_at:
+                h = torch.cat([h, features[self.skip_at[level]]], dim=1)
+            h = block(h)
+        return self.out(h)
 
 
 class StyleNet(nn.Module):
     """RGB [0,1] -> RGB [0,1] in the style held by ``code`` (set it with ``set_style``).
 
     ``forward(x)`` stylizes with the stored code; ``reconstruct(x)`` skips the transform (the
-    autoencoder stage); ``stylize(x, mean, std)`` takes per-image codes (joint training).
+    autoencoder stage); ``stylize(x, codes)`` takes per-image codes (joint training).
     The output goes through a sigmoid: bounded outputs keep inner-loop SGD stable.
     """
 
     def __init__(self, config: StyleNetConfig, encoder: Encoder):
         super().__init__()
-        if config.depth not in DEPTHS:
-            raise ValueError(f"stylenet depth {config.depth!r}: choose one of {', '.join(DEPTHS)}")
+        bad = [n for n in config.layers if n not in LAYERS]
+        if bad or any(LAYERS[n][1] >= LAYERS[config.depth][1] for n in config.skips):
+            raise ValueError(f"stylenet layers {config.layers}: the depth is one of "
+                             f"{', '.join(LAYERS)} and every skip is shallower")
         self.config = config
-        channels, self.upsamplings = DEPTHS[config.depth]
+        self.upsamplings = LAYERS[config.depth][1]
         # Not a submodule: shared between copies, left out of state_dict and parameters().
         self.__dict__["encoder"] = encoder
-        self.code = StyleCode(channels)
-        self.decoder = build_decoder(channels, self.upsamplings, config.width)
+        self.code = StyleCode(config.layers)
+        self.decoder = Decoder(config)
+        self.strength = 1.0  # AdaIN's content-style trade-off: 0 decodes the photo's own features
 
     def __deepcopy__(self, memo):
         """Copies share the frozen encoder (59 MB) instead of duplicating it."""
-        import copy
-
         clone = self.__class__.__new__(self.__class__)
         memo[id(self)] = clone
         memo[id(self.encoder)] = self.encoder
@@ -133,23 +164,23 @@ class StyleNet(nn.Module):
         self.encoder._apply(fn, recurse)
         return super()._apply(fn, recurse)
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder(x, [self.config.depth])[self.config.depth]
+    def encode(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.encoder(x, self.config.layers)
 
     @torch.no_grad()
-    def style_code_of(self, style: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The (C,) code of one style image (1,3,H,W)."""
-        mean, std = channel_stats(self.encode(style))
-        return mean[0], std[0]
+    def style_code_of(self, style: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """The code of one style image (1,3,H,W): per layer, (C,) mean and std."""
+        return {n: (m[0], s[0]) for n, (m, s) in
+                ((n, channel_stats(f)) for n, f in self.encode(style).items())}
 
     @torch.no_grad()
     def set_style(self, style: torch.Tensor) -> None:
-        mean, std = self.style_code_of(style)
-        self.code.mean.copy_(mean)
-        self.code.std.copy_(std)
+        for name, (mean, std) in self.style_code_of(style).items():
+            self.code.mean[name].copy_(mean)
+            self.code.std[name].copy_(std)
 
-    def decode(self, features: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.decoder(features))
+    def decode(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        return torch.sigmoid(self.decoder(features, self.config.depth))
 
     def _padded(self, x: torch.Tensor) -> torch.Tensor:
         # The trunk halves the size at each pool: work on a multiple of 2**upsamplings. Padding
@@ -162,9 +193,26 @@ class StyleNet(nn.Module):
         h, w = x.shape[-2:]
         return self.decode(self.encode(self._padded(x)))[..., :h, :w]
 
-    def stylize(self, x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    def transform(self, features: dict[str, torch.Tensor],
+                  codes: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """AdaIN at every layer, blended with the photo's own features below full strength."""
+        out = {}
+        for name, f in features.items():
+            target = adain(f, *codes[name])
+            out[name] = target if self.strength == 1.0 else torch.lerp(f, target, self.strength)
+        return out
+
+    def stylize(self, x: torch.Tensor,
+                codes: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
         h, w = x.shape[-2:]
-        return self.decode(adain(self.encode(self._padded(x)), mean, std))[..., :h, :w]
+        return self.decode(self.transform(self.encode(self._padded(x)), codes))[..., :h, :w]
+
+    def at_strength(self, strength: float) -> "StyleNet":
+        """A copy that blends the photo's features with the stylized ones (Huang & Belongie's
+        alpha) instead of blending weights: the base's style code is no style at all."""
+        blended = copy.deepcopy(self)
+        blended.strength = strength
+        return blended
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.stylize(x, self.code.mean, self.code.std)
+        return self.stylize(x, self.code.as_dict())

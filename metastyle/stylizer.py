@@ -25,6 +25,7 @@ from torch import nn
 from .adapt_file import adapt_style_file
 from .checkpoint import (
     SHIPPED_INIT,
+    SHIPPED_STYLENET,
     check_model_suffix,
     delta_base_file,
     load_generator,
@@ -35,9 +36,11 @@ from .checkpoint import (
 from .colour import keep_photo_colour
 from .corpus import default_content_paths, readable_images
 from .errors import UserError
-from .images import list_images, load_image, pil_to_tensor, save_image, tensor_to_pil
+from .images import (list_images, load_image, pil_to_tensor, resize_long_side, save_image,
+                     tensor_to_pil)
 from .inference import stylize_tensor
 from .presets import AdaptSettings, resolve_settings
+from .stylenet import StyleNet
 
 ImageLike = str | Path | Image.Image | torch.Tensor
 
@@ -69,6 +72,8 @@ class Stylizer:
             raise UserError(f"strength {strength}: must be between 0 and 1")
         if strength == 1.0:
             return self.model
+        if isinstance(self.model, StyleNet):
+            return self.model.at_strength(strength)
         if self.base is None:
             raise UserError("this model has no base to blend with (a full generator): "
                             "only strength 1 is available")
@@ -160,6 +165,28 @@ def adapt(style_image: ImageLike, steps: int | None = None, content=None,
                                               on_step=on_step)
     base_model, _ = load_generator(base_path)
     return Stylizer(result.model, base_model, result.names, provenance, base_path)
+
+
+def zero_shot(style_image: ImageLike, base: str | Path | None = None) -> Stylizer:
+    """A `Stylizer` for any painting in one forward pass, no adaptation: the encoder-decoder
+    model at ``base`` (default: the shipped one) with the painting's style code."""
+    base_path = Path(base) if base is not None else SHIPPED_STYLENET
+    if not base_path.is_file() and base is None:
+        raise UserError(f"{base_path}: no encoder-decoder model is shipped yet; pass --base "
+                        "(a `metastyle export-init` of an encoder-decoder stage run)")
+    model, meta = load_generator(base_path)
+    if not isinstance(model, StyleNet):
+        raise UserError(f"{base_path}: zero-shot needs an encoder-decoder model, not a "
+                        f"{meta['generator'].get('kind', 'johnson')} generator")
+    if isinstance(style_image, (str, Path)):
+        style = load_image(style_image)
+    else:
+        style = style_image if isinstance(style_image, Image.Image) else tensor_to_pil(
+            as_tensor(style_image)[0])
+    # the size and resampling `adapt` uses, so k = 0 of adapt is exactly this stylization
+    size = meta.get("config", {}).get("data", {}).get("style_size", 256)
+    model.set_style(pil_to_tensor(resize_long_side(style, size)))
+    return Stylizer(model, provenance={"zero_shot": True, "base": str(base_path)})
 
 
 def load_stylizer(path: str | Path) -> Stylizer:

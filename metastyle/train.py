@@ -28,6 +28,7 @@ from .meta import MetaLearner, meta_step
 from .presets import recommendation_metadata
 from .progress import StepBar
 from .runtime import choose_device, environment, seeded_generator, set_threads, write_json
+from .stages import export_stage
 from .tracking import Tracker
 
 CHECKPOINT = "checkpoint.safetensors"
@@ -151,6 +152,8 @@ def export_init(run_dir: Path, out: Path, recommend: dict | None = None) -> None
     """
     saved = checkpoint.read_training(Path(run_dir) / CHECKPOINT)
     meta = saved.meta
+    if "stage" in meta:  # an encoder-decoder stage run
+        return export_stage(run_dir, out, recommend)
     model = Generator(config_from_dict(meta["config"]).generator)
     model.load_state_dict(saved.model)
     provenance = {k: meta[k] for k in ("step", "config", "encoder", "encoder_sha256", "loss",

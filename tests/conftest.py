@@ -78,3 +78,19 @@ def base_model(tmp_path):
         "loss": TINY_LOSS, "adapt_subset": "norm",
         "config": {"data": {"crop": 16, "style_size": 32}}})
     return path
+
+
+@pytest.fixture
+def stylenet_base(tiny_corpus, tmp_path):
+    """An encoder-decoder generator file (random encoder, width 8) as `export-init` writes it
+    from a two-step autoencoder run."""
+    from metastyle.config import load_config
+    from metastyle.stages import StageConfig, export_stage, train_stage
+
+    config = load_config(None, [f'data.manifest="{tiny_corpus / "manifest.tsv"}"', "data.crop=16",
+                                "data.style_size=32", "generator.width=8", 'loss.encoder="random"',
+                                "batch=2", "train.steps=2", "lr=0.01"], root=StageConfig)
+    train_stage(config, tmp_path / "ae-run", progress=False)
+    path = tmp_path / "stylenet.safetensors"
+    export_stage(tmp_path / "ae-run", path, {"steps": 2, "lr": 0.01})
+    return path

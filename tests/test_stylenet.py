@@ -24,9 +24,10 @@ def test_adain_gives_features_the_target_statistics():
     assert torch.allclose(got_std, std.expand(2, 5), atol=1e-3)
 
 
-@pytest.mark.parametrize("depth", ["relu3_1", "relu4_1"])
-def test_any_size_in_same_size_out_in_range(encoder, depth):
-    model = StyleNet(StyleNetConfig(depth=depth, width=8), encoder)
+@pytest.mark.parametrize("depth, skips", [("relu3_1", []), ("relu4_1", ["relu3_1"]),
+                                          ("relu4_1", ["relu3_1", "relu1_1"])])
+def test_any_size_in_same_size_out_in_range(encoder, depth, skips):
+    model = StyleNet(StyleNetConfig(depth=depth, skips=skips, width=8), encoder)
     model.set_style(torch.rand(1, 3, 24, 32))
     for h, w in ((16, 16), (19, 27)):
         x = torch.rand(1, 3, h, w)
@@ -49,12 +50,27 @@ def test_encoder_is_shared_and_never_in_the_weights(encoder):
     clone = copy.deepcopy(model)
     assert clone.encoder is model.encoder
     assert all(n.startswith(("decoder.", "code.")) for n in model.state_dict())
-    assert clone.code.mean is not model.code.mean
+    assert clone.code.mean["relu4_1"] is not model.code.mean["relu4_1"]
+
+
+def test_a_skip_must_be_shallower_than_the_depth(encoder):
+    with pytest.raises(ValueError, match="shallower"):
+        StyleNet(StyleNetConfig(depth="relu3_1", skips=["relu4_1"]), encoder)
+
+
+def test_the_code_holds_every_transformed_layer(encoder):
+    model = StyleNet(StyleNetConfig(width=8), encoder)
+    model.set_style(torch.rand(1, 3, 32, 32))
+    features = model.encode(torch.rand(1, 3, 32, 32))
+    for name, (mean, std) in model.code.as_dict().items():
+        assert mean.shape == std.shape == (features[name].shape[1],)
+        assert (std > 0).all()
+    assert set(model.code.as_dict()) == {"relu4_1", "relu3_1"}
 
 
 def test_norm_subset_is_the_affines_and_the_code(encoder):
     model = StyleNet(StyleNetConfig(width=8), encoder)
     names = adapt_parameter_names(model, "norm")
     assert names and all(".norm." in n or n.startswith("code.") for n in names)
-    assert {"code.mean", "code.std"} <= set(names)
+    assert {"code.mean.relu4_1", "code.std.relu3_1"} <= set(names)
     assert not any(n.endswith("conv.weight") for n in names)
