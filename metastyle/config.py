@@ -7,6 +7,7 @@ values of the wrong type are one-line ``UserError``s, so a typo never trains the
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -15,12 +16,43 @@ from pathlib import Path
 from .errors import UserError
 from .encoders import PRECISIONS
 from .generator import ADAPT_SUBSETS, GeneratorConfig
+from .limits import Range
 from .meta import INNER_OPTIMIZERS
 
 DEFAULT_MANIFEST = "../shared/data/manifest.tsv"
 # keys whose string value must be one of a few names (checked at load, not mid-run)
 CHOICES = {"meta.subset": ADAPT_SUBSETS, "adapt.subset": ADAPT_SUBSETS,
            "meta.inner_optimizer": INNER_OPTIMIZERS, "loss.precision": PRECISIONS}
+
+_POSITIVE = Range(1, integer=True)
+_COUNT = Range(0, integer=True)
+_SIDE = Range(16, 8192, integer=True)  # crops and image sides the networks take (images.MIN_SIDE)
+_RATE = Range(0, low_open=True)
+_WEIGHT = Range(0)
+# Numeric keys with a range, by dotted path under the root dataclass (Config, BenchConfig,
+# stages.StageConfig: a key means the same in each). Checked as each value is set, so a bad one
+# fails at load time, before any run folder is written. Every float must also be finite.
+RANGES = {
+    # training cadences and sizes (Config, StageConfig)
+    "train.steps": _POSITIVE, "train.log_every": _POSITIVE, "train.checkpoint_every": _POSITIVE,
+    "train.eval_every": _POSITIVE, "train.sample_every": _POSITIVE, "train.threads": _COUNT,
+    "generator.width": _POSITIVE, "generator.res_blocks": _COUNT,
+    "data.crop": _SIDE, "data.style_size": _SIDE, "data.eval_styles": _COUNT,
+    "meta.meta_batch": _POSITIVE, "meta.inner_steps": _COUNT, "meta.support": _COUNT,
+    "meta.query": _POSITIVE, "meta.inner_lr": _RATE, "meta.meta_lr": _RATE,
+    "meta.anchor": _WEIGHT, "meta.grad_clip": _WEIGHT, "meta.inner_grad_clip": _WEIGHT,
+    "meta.divergence_factor": Range(1, low_open=True),
+    "adapt.steps": _COUNT, "adapt.lr": _RATE, "adapt.batch": _POSITIVE,
+    "loss.content_weight": _WEIGHT, "loss.style_weight": _WEIGHT, "loss.tv_weight": _WEIGHT,
+    "loss.colour_weight": _WEIGHT, "loss.pixel_weight": _WEIGHT, "loss.feature_weight": _WEIGHT,
+    # StageConfig
+    "lr": _RATE, "batch": _POSITIVE,
+    # BenchConfig
+    "styles": _POSITIVE, "eval_photos": _POSITIVE, "eval_size": _SIDE, "support_crops": _POSITIVE,
+    "ks": _COUNT, "default_k": _COUNT, "tune_styles": _COUNT, "per_style_steps": _COUNT,
+    "per_style_lr": _RATE, "per_style_batch": _POSITIVE, "gatys_steps": _COUNT,
+    "colour_weight": _WEIGHT, "threads": _COUNT, "tune_lrs": _RATE,
+}
 
 
 @dataclass
@@ -136,25 +168,31 @@ class BenchConfig:
     threads: int = 0  # 0 = torch's default
 
 
-def _coerce(value, annotation, key: str):
-    """Check a TOML value against a field's annotation (ints widen to floats)."""
+def _coerce(value, annotation, key: str, range_key: str | None = None):
+    """Check a TOML value against a field's annotation (ints widen to floats) and against its
+    range in `RANGES` (``range_key``: the dotted path, for entries of a table or list)."""
+    range_key = range_key or key
     origin = typing.get_origin(annotation)
     if origin is dict:
         _, value_type = typing.get_args(annotation)
         if not isinstance(value, dict):
             raise UserError(f"config key {key}: expected a table, got {value!r}")
-        return {k: _coerce(v, value_type, f"{key}.{k}") for k, v in value.items()}
+        return {k: _coerce(v, value_type, f"{key}.{k}", range_key) for k, v in value.items()}
     if origin is list:
         (item_type,) = typing.get_args(annotation)
         if not isinstance(value, list):
             raise UserError(f"config key {key}: expected a list, got {value!r}")
-        return [_coerce(v, item_type, key) for v in value]
+        return [_coerce(v, item_type, key, range_key) for v in value]
     if annotation is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        value = float(value)
+    if annotation is float and isinstance(value, float) and not math.isfinite(value):
+        raise UserError(f"config key {key}: {value!r} is not a finite number")
     if annotation is bool and not isinstance(value, bool):
         raise UserError(f"config key {key}: expected true/false, got {value!r}")
     if not isinstance(value, annotation) or (annotation is int and isinstance(value, bool)):
         raise UserError(f"config key {key}: expected {annotation.__name__}, got {value!r}")
+    if range_key in RANGES and annotation in (int, float):
+        RANGES[range_key].check(value, f"config key {key}:")
     return value
 
 

@@ -14,12 +14,15 @@ from dataclasses import dataclass
 
 from .config import AdaptConfig
 from .errors import UserError
+from .generator import ADAPT_SUBSETS
+from .limits import ADAPT, PRESET_NAMES, check_all
 
 # Named starting points for `metastyle adapt --preset`; explicit options override them.
 # fast: the base's own recommendation (what its benchmark chose; norm-only, 6 KB files).
 # quality: every parameter, 400 steps of 4 fresh crops: painting-like texture in minutes on a
 # CPU, 1.1 MB files (experiments/results/quality).
 PRESETS = {"fast": {}, "quality": {"steps": 400, "lr": 0.001, "subset": "all", "batch": 4}}
+assert tuple(PRESETS) == PRESET_NAMES
 DEFAULT_BATCH = 2
 # The colour term's weight in every preset's adaptation objective (losses.colour_error). Off:
 # chosen on train styles, it costs the init's own objective 2.2% (weight 3) / 2.8% (weight 10),
@@ -55,17 +58,25 @@ def resolve_settings(base_meta: dict, preset: str = "fast", *, steps: int | None
     """Explicit values (not None), else the preset's, else the base's recommendation."""
     if preset not in PRESETS:
         raise UserError(f"adapt preset {preset!r}: expected one of {', '.join(PRESETS)}")
-    if colour_weight is not None and not colour_weight >= 0:
-        raise UserError(f"colour weight {colour_weight}: must be zero or positive")
-    if style_weight is not None and not style_weight > 0:
-        raise UserError(f"style weight {style_weight}: must be positive")
-    chosen = {name: base_meta.get(key, FALLBACK[name]) for name, key in RECOMMENDED.items()}
-    chosen |= {"batch": DEFAULT_BATCH, "colour_weight": DEFAULT_COLOUR_WEIGHT}
     given = {"steps": steps, "lr": lr, "subset": subset, "batch": batch,
              "colour_weight": colour_weight, "style_weight": style_weight}
-    return AdaptSettings(**(chosen | PRESETS[preset]
-                            | {k: v for k, v in given.items() if v is not None}),
-                         seed=seed, preset=preset)
+    check_all(ADAPT, given)  # the user's values, named as given
+    check_subset(subset)
+    chosen = {name: base_meta.get(key, FALLBACK[name]) for name, key in RECOMMENDED.items()}
+    chosen |= {"batch": DEFAULT_BATCH, "colour_weight": DEFAULT_COLOUR_WEIGHT}
+    settings = AdaptSettings(**(chosen | PRESETS[preset]
+                                | {k: v for k, v in given.items() if v is not None}),
+                             seed=seed, preset=preset)
+    # and what the base file recommends (a model file is user input too)
+    check_all(ADAPT, {k: getattr(settings, k) for k in ADAPT}, "the base model's adapt_")
+    check_subset(settings.subset, "the base model's adapt_subset")
+    return settings
+
+
+def check_subset(subset: str | None, what: str = "subset") -> None:
+    """``subset`` (when given) must name one of the adaptable parameter sets."""
+    if subset is not None and subset not in ADAPT_SUBSETS:
+        raise UserError(f"{what} {subset!r}: expected one of {', '.join(ADAPT_SUBSETS)}")
 
 
 def recommendation_metadata(recommend: dict) -> dict:

@@ -186,13 +186,14 @@ def meta_train(config: Config, run_dir: Path, resume: bool = False, progress: bo
     # A resumed optimizer's moments were loaded beside CPU parameters; reloading its own state
     # casts them to wherever the parameters now are (torch keeps Adam's step count on the CPU).
     state.optimizer.load_state_dict(state.optimizer.state_dict())
-    (run_dir / "samples").mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / "config.json", config_to_dict(config))
-    write_json(run_dir / "environment.json", environment())
     loss_fn = perceptual_loss(config.loss, config.train.seed).to(device)
     sampler = EpisodeSampler(image_paths(config.data, "style", "train"),
                              image_paths(config.data, "content", "train"), config.data)
     check = HeldOutCheck.build(config, sampler, device)
+    # the run folder is written only once the data has been found and checked
+    (run_dir / "samples").mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / "config.json", config_to_dict(config))
+    write_json(run_dir / "environment.json", environment())
     tracker = Tracker(run_dir, config.train.wandb, config_to_dict(config))
     tracker.jsonl.truncate_after(state.step)
     meta_info = loss_provenance(config, loss_fn)

@@ -30,5 +30,5 @@ def test_an_unknown_preset_is_a_user_error_naming_the_choices():
 
 
 def test_a_negative_colour_weight_is_a_user_error():
-    with pytest.raises(UserError, match="colour weight -1"):
+    with pytest.raises(UserError, match="colour_weight -1.0: must be"):
         resolve_settings(BASE_META, colour_weight=-1.0)
