@@ -20,7 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load, save
 
 from .errors import UserError
-from .images import atomic_write_bytes
+from .images import atomic_write_bytes, check_readable_file
 
 FORMAT_VERSION = 1
 META_KEY = "metastyle"
@@ -50,30 +50,83 @@ def weights_hash(weights: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def write(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-    """Atomically write tensors + metadata (``format_version`` is added here)."""
+def encode(tensors: dict[str, torch.Tensor], meta: dict) -> bytes:
+    """The bytes of a file of tensors + metadata (``format_version`` is added here)."""
     meta = {"format_version": FORMAT_VERSION, **meta}
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    atomic_write_bytes(Path(path), save(tensors, metadata={META_KEY: json.dumps(meta)}))
+    return save(tensors, metadata={META_KEY: json.dumps(meta)})
+
+
+def write(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    """Atomically write tensors + metadata (``format_version`` is added here)."""
+    atomic_write_bytes(Path(path), encode(tensors, meta))
+
+
+# The metadata fields code reads, and the JSON types they must have (files are user input:
+# `read` checks them, so nothing past it meets a list where it expects an object).
+_NUMBER = (int, float)
+META_SCHEMA = {
+    "format_version": int, "kind": str, "generator": dict, "weights_hash": str,
+    "base_hash": str, "base_path": str, "encoder": str, "encoder_sha256": str, "loss": dict,
+    "config": dict, "optimizer": dict, "adapt_steps": int, "adapt_lr": _NUMBER,
+    "adapt_subset": str, "step": int, "wall_seconds": _NUMBER,
+}
+# Within "config": the tables and the values adaptation reads.
+CONFIG_SCHEMA = {"data": dict, "loss": dict, "meta": dict, "train": dict}
+DATA_SCHEMA = {"crop": int, "style_size": int}
+
+
+def _check_types(path: Path, where: str, values: dict, schema: dict) -> None:
+    for key, expected in schema.items():
+        if key not in values:
+            continue
+        value = values[key]
+        if isinstance(value, bool) or not isinstance(value, expected):
+            names = expected.__name__ if isinstance(expected, type) else "number"
+            names = {"dict": "an object", "str": "a string", "int": "an integer",
+                     "list": "a list"}.get(names, f"a {names}")
+            raise UserError(f"{path}: bad metadata: {where}{key} is {json.dumps(value)[:40]}, "
+                            f"expected {names}")
+
+
+def check_metadata(path: Path, meta) -> None:
+    """The metadata's schema: an object whose known fields have their types; a one-line
+    `UserError` naming the file and the field otherwise."""
+    if not isinstance(meta, dict):
+        raise UserError(f"{path}: bad metadata: expected a JSON object, got "
+                        f"{type(meta).__name__} ({json.dumps(meta)[:40]})")
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION or isinstance(version, bool):
+        raise UserError(f"{path}: unsupported model format version {version!r} "
+                        f"(this metastyle reads {FORMAT_VERSION})")
+    _check_types(path, "", meta, META_SCHEMA)
+    config = meta.get("config", {})
+    _check_types(path, "config.", config, CONFIG_SCHEMA)
+    data = config.get("data", {})
+    _check_types(path, "config.data.", data, DATA_SCHEMA)
+    for key in DATA_SCHEMA:
+        if key in data and not 16 <= data[key] <= 8192:
+            raise UserError(f"{path}: bad metadata: config.data.{key} is {data[key]}, "
+                            "expected 16 to 8192")
 
 
 def read(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     """Read a metastyle file; anything else is a one-line ``UserError``."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: file not found")
-    data = path.read_bytes()
+    check_readable_file(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read file ({exc.strerror or exc})") from None
     try:
         tensors = load(data)
         header_len = int.from_bytes(data[:8], "little")
         header = json.loads(data[8:8 + header_len])
         meta = json.loads(header.get("__metadata__", {})[META_KEY])
-    except (SafetensorError, ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
+    except (SafetensorError, ValueError, KeyError, TypeError, AttributeError,
+            json.JSONDecodeError) as exc:
         raise UserError(f"{path}: not a metastyle model file ({type(exc).__name__})") from None
-    version = meta.get("format_version")
-    if version != FORMAT_VERSION:
-        raise UserError(f"{path}: unsupported model format version {version!r} "
-                        f"(this metastyle reads {FORMAT_VERSION})")
+    check_metadata(path, meta)
     return tensors, meta
 
 
@@ -154,15 +207,21 @@ def save_generator(path: str | Path, model, meta: dict) -> None:
 
 def save_delta(path: str | Path, model, base_path: str | Path, names: list[str], meta: dict):
     """Only ``names`` are stored; loading re-applies them to the base found at ``base_path``."""
+    atomic_write_bytes(Path(path), encode_delta(model, base_path, names, meta))
+
+
+def encode_delta(model, base_path: str | Path, names: list[str], meta: dict) -> bytes:
+    """The bytes `save_delta` writes."""
     base_weights, base_meta = read(base_path)
     if base_meta.get("kind") != "generator":
         raise UserError(f"{base_path}: a delta needs a generator file as its base, not a "
                         f"{base_meta.get('kind')!r} file (use `metastyle export-init` first)")
     weights = model.state_dict()
-    write(path, {n: weights[n] for n in names},
-          {"kind": "delta", "generator": model.config.to_dict(),
-           "base_hash": base_meta.get("weights_hash") or weights_hash(base_weights),
-           "base_path": "shipped" if Path(base_path) == SHIPPED_INIT else str(base_path), **meta})
+    return encode({n: weights[n] for n in names},
+                  {"kind": "delta", "generator": model.config.to_dict(),
+                   "base_hash": base_meta.get("weights_hash") or weights_hash(base_weights),
+                   "base_path": "shipped" if Path(base_path) == SHIPPED_INIT else str(base_path),
+                   **meta})
 
 
 def delta_base_file(path: str | Path, meta: dict) -> Path:
@@ -215,7 +274,7 @@ def load_generator(path: str | Path):
         if meta["kind"] == "delta":
             weights = {**_resolve_base(path, meta), **weights}
         model.load_state_dict(weights)
-    except (KeyError, TypeError, RuntimeError) as exc:
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise UserError(f"{path}: model weights do not match its config "
                         f"({str(exc).splitlines()[0][:120]})") from None
     return model.eval(), meta

@@ -13,8 +13,11 @@ never leaves a half-written image or model file behind under the real name.
 
 from __future__ import annotations
 
+import errno
 import io
+import math
 import os
+import stat
 import struct
 import tempfile
 import warnings
@@ -56,11 +59,33 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
     Animated files give their first frame. Raises `UserError` for any bad input.
     """
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: file not found")
-    if path.stat().st_size == 0:
+    if check_readable_file(path).st_size == 0:
         raise UserError(f"{path}: file is empty")
-    return _decode(path, str(path), max_pixels)
+    return _decode(path, str(path), max_pixels, "; raise --max-pixels to allow it")
+
+
+def check_readable_file(path: str | os.PathLike, what: str = "file") -> os.stat_result:
+    """A one-line `UserError` unless ``path`` is a regular file we may read; its stat.
+
+    Says what the path is instead: missing, a folder, a symbolic-link loop, a device or pipe,
+    or unreadable (permissions).
+    """
+    path = Path(path)
+    try:
+        info = path.stat()
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise UserError(f"{path}: a symbolic link loop, not a {what}") from None
+        if e.errno in (errno.ENOENT, errno.ENOTDIR):
+            raise UserError(f"{path}: {what} not found") from None
+        raise UserError(f"{path}: cannot read {what} ({e.strerror or e})") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise UserError(f"{path}: is a folder, not a {what}")
+    if not stat.S_ISREG(info.st_mode):
+        raise UserError(f"{path}: not a regular {what} (a device, pipe or socket)")
+    if not os.access(path, os.R_OK):
+        raise UserError(f"{path}: cannot read {what} (permission denied)")
+    return info
 
 
 def image_from_bytes(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
@@ -70,7 +95,57 @@ def image_from_bytes(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXEL
     return _decode(io.BytesIO(data), name, max_pixels)
 
 
-def _decode(source: Path | IO[bytes], name: str, max_pixels: int) -> Image.Image:
+# JPEG start-of-frame markers whose entropy coding is Huffman (every block of the scan costs at
+# least one bit) and arithmetic (no such floor).
+_HUFFMAN_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7}
+_ARITHMETIC_SOF = {0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def _jpeg_scan_bytes(source: Path | IO[bytes]) -> tuple[int, int] | None:
+    """(start-of-frame marker, bytes from the first scan to the end) of a JPEG, or None when
+    its segments cannot be walked (Pillow then reports what is wrong)."""
+    f = open(source, "rb") if isinstance(source, Path) else source
+    try:
+        f.seek(0, io.SEEK_END)
+        size = f.tell()
+        f.seek(2)  # after SOI
+        sof = None
+        while True:
+            head = f.read(4)
+            if len(head) < 4 or head[0] != 0xFF:
+                return None
+            marker, length = head[1], int.from_bytes(head[2:4], "big")
+            if marker in _HUFFMAN_SOF or marker in _ARITHMETIC_SOF:
+                sof = marker
+            if marker == 0xDA:  # start of scan: entropy-coded data follows
+                return (sof, size - f.tell() - length + 2) if sof is not None else None
+            f.seek(length - 2, io.SEEK_CUR)
+    finally:
+        if isinstance(source, Path):
+            f.close()
+        else:
+            f.seek(0)
+
+
+def _check_jpeg_holds_its_pixels(source: Path | IO[bytes], img: Image.Image, name: str) -> None:
+    """Refuse a JPEG whose header claims far more pixels than its data can hold.
+
+    libjpeg fills the missing part of a short scan with grey and only warns, so Pillow would
+    hand back e.g. a flat grey 6000x6000 image from a 64x48 file with an edited header.
+    In a Huffman-coded JPEG every 8x8 block of the first scan costs at least one bit, so a scan
+    shorter than blocks / 8 bytes cannot be the whole image.
+    """
+    found = _jpeg_scan_bytes(source)
+    if found is None or found[0] not in _HUFFMAN_SOF:
+        return
+    width, height = img.size
+    blocks = math.ceil(width / 8) * math.ceil(height / 8)
+    if found[1] * 8 < blocks:
+        raise UserError(f"{name}: image is truncated or corrupt (its header says {width}x{height}"
+                        f" pixels, but it holds data for far fewer)")
+
+
+def _decode(source: Path | IO[bytes], name: str, max_pixels: int, hint: str = "") -> Image.Image:
     """The checks and full decode shared by `load_image` and `image_from_bytes`."""
     with warnings.catch_warnings():
         # Pillow warns above its own fixed limit; ours (checked below) is the one that counts.
@@ -90,13 +165,14 @@ def _decode(source: Path | IO[bytes], name: str, max_pixels: int) -> Image.Image
         width, height = img.size  # from the header; nothing decoded yet
         if width * height > max_pixels:
             raise UserError(
-                f"{name}: image is too large ({width * height} pixels, limit {max_pixels}; "
-                "raise --max-pixels to allow it)"
+                f"{name}: image is too large ({width * height} pixels, limit {max_pixels}{hint})"
             )
         if min(width, height) < MIN_SIDE:
             raise UserError(
                 f"{name}: image is too small ({width}x{height}, minimum {MIN_SIDE} px per side)"
             )
+        if img.format == "JPEG":
+            _check_jpeg_holds_its_pixels(source, img, name)
         try:
             img.load()  # full decode, so truncation fails here rather than later
             img = ImageOps.exif_transpose(img)
@@ -169,6 +245,99 @@ def load_tensor(
     return pil_to_tensor(img)
 
 
+def check_outputs(outputs: dict[str, str | os.PathLike | None],
+                  inputs: dict[str, str | os.PathLike]) -> None:
+    """Before any work: every output (by what it is) must differ from every input and from the
+    other outputs (as resolved paths, or the same file through a link), and must be writable.
+
+    A one-line `UserError` names the clash, so e.g. ``--preview style.png`` never overwrites
+    the style image it was adapting to.
+    """
+    seen: dict[Path, str] = {}
+    for what, path in inputs.items():
+        seen.setdefault(Path(path).resolve(), what)
+    for what, path in outputs.items():
+        if path is None:
+            continue
+        path = Path(path)
+        resolved = path.resolve()
+        clash = seen.get(resolved) or next(
+            (other for p, other in seen.items() if _same_file(p, resolved)), None)
+        if clash is not None:
+            raise UserError(f"{path}: the {what} would overwrite the {clash}; "
+                            "choose another output path")
+        seen[resolved] = what
+        check_writable(path)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """A one-line `UserError` unless a file can be written at ``path`` (its missing folders
+    created): tried with a temporary file in the nearest existing folder, then removed."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder; give an output file name")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise UserError(f"{path}: cannot write file ({folder} is not a folder)")
+    try:
+        with tempfile.TemporaryFile(dir=folder, prefix=".metastyle-write-check-"):
+            pass
+    except OSError as e:
+        raise UserError(f"{path}: cannot write file ({e.strerror or e})") from None
+
+
+def write_files(files: dict[Path, bytes]) -> None:
+    """Write several files all or nothing: each goes to a temp file beside it first (fsync'd),
+    and only once every one is complete are they renamed into place; on any failure the
+    temp files, and the outputs already renamed, are removed."""
+    temps: list[tuple[str, Path]] = []
+    moved: list[Path] = []
+    current = None
+    try:
+        for path, data in files.items():
+            current = Path(path)
+            temps.append((_complete_temp(current, data), current))
+        for tmp_name, path in temps:
+            current = path
+            os.replace(tmp_name, path)
+            moved.append(path)
+    except BaseException as e:
+        for tmp_name, _ in temps:
+            if os.path.exists(tmp_name):
+                os.unlink(tmp_name)
+        for path in moved:
+            path.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise UserError(f"{current}: cannot write file ({e.strerror or e})") from e
+        raise
+
+
+def _complete_temp(path: Path, data: bytes) -> str:
+    """``data`` in a fsync'd temp file beside ``path`` (its folders created); its name."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix,
+                                     delete=False) as tmp:
+        try:
+            tmp.write(data)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        except BaseException:
+            tmp.close()
+            os.unlink(tmp.name)
+            raise
+    os.chmod(tmp.name, 0o666 & ~_umask())  # mkstemp makes it 0600; match a normal file
+    return tmp.name
+
+
 @contextmanager
 def _atomic_file(path: Path) -> Iterator[IO[bytes]]:
     """Yield a temp file beside `path`; on success it replaces `path`, on failure it is removed.
@@ -218,16 +387,27 @@ def check_output_suffix(path: str | os.PathLike) -> str:
     return fmt
 
 
-def save_image(img_or_tensor: Image.Image | torch.Tensor, path: str | os.PathLike) -> None:
-    """Save an image or (1,)3,H,W tensor atomically; the format comes from the suffix."""
-    path = Path(path)
-    fmt = check_output_suffix(path)
+def encode_image(img_or_tensor: Image.Image | torch.Tensor, path: str | os.PathLike) -> bytes:
+    """The bytes `save_image` would write to ``path`` (the format comes from its suffix)."""
+    buffer = io.BytesIO()
+    _save_to(img_or_tensor, buffer, check_output_suffix(path))
+    return buffer.getvalue()
+
+
+def _save_to(img_or_tensor: Image.Image | torch.Tensor, f: IO[bytes], fmt: str) -> None:
     if isinstance(img_or_tensor, torch.Tensor):
         img = tensor_to_pil(img_or_tensor)
     else:
         img = _to_rgb(img_or_tensor)
+    img.save(f, format=fmt, **_SAVE_OPTIONS.get(fmt, {}))
+
+
+def save_image(img_or_tensor: Image.Image | torch.Tensor, path: str | os.PathLike) -> None:
+    """Save an image or (1,)3,H,W tensor atomically; the format comes from the suffix."""
+    path = Path(path)
+    fmt = check_output_suffix(path)
     with _atomic_file(path) as f:
-        img.save(f, format=fmt, **_SAVE_OPTIONS.get(fmt, {}))
+        _save_to(img_or_tensor, f, fmt)
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from .errors import UserError
+from .limits import STYLIZE, TILE_OVERLAP
 from .images import (
     DEFAULT_MAX_PIXELS,
     list_images,
@@ -59,13 +60,23 @@ def _tile_weight(start: int, length: int, size: int, overlap: int) -> torch.Tens
     return w
 
 
+def check_tiling(tile: int, overlap: int = TILE_OVERLAP, max_size: int | None = None) -> None:
+    """One-line `UserError`s for a tile no larger than its overlap or a too-small ``max_size``
+    (before any work, instead of a ValueError from `stylize_tensor`)."""
+    if max_size is not None:
+        STYLIZE["max_size"].check(max_size, "max size")
+    if isinstance(tile, bool) or not isinstance(tile, int) or not 0 <= overlap < tile:
+        raise UserError(f"tile {tile!r}: must be a whole number larger than the {overlap} px "
+                        "that neighbouring tiles overlap")
+
+
 def _model_device(model: nn.Module, fallback: torch.device) -> torch.device:
     param = next(model.parameters(), None)
     return fallback if param is None else param.device
 
 
 def stylize_tensor(
-    model: nn.Module, image: torch.Tensor, tile: int = 512, overlap: int = 64
+    model: nn.Module, image: torch.Tensor, tile: int = 512, overlap: int = TILE_OVERLAP
 ) -> torch.Tensor:
     """Stylize a (1, 3, H, W) image in [0, 1] of any size; returns (1, 3, H, W) in [0, 1].
 
@@ -148,7 +159,7 @@ def stylize_files(
     max_size: int | None = None,
     tile: int = 512,
     *,
-    overlap: int = 64,
+    overlap: int = TILE_OVERLAP,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     transform: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> list[Path]:
@@ -162,6 +173,7 @@ def stylize_files(
     """
     if not tag or "/" in tag or "\\" in tag:
         raise UserError(f"invalid output tag {tag!r}: it must be a plain file-name part")
+    check_tiling(tile, overlap, max_size)
     files = collect_inputs(inputs)
     taken = {f.resolve() for f in files}
     plan = []

@@ -38,7 +38,7 @@ from .corpus import default_content_paths, readable_images
 from .errors import UserError
 from .images import (list_images, load_image, pil_to_tensor, resize_long_side, save_image,
                      tensor_to_pil)
-from .inference import stylize_tensor
+from .inference import check_tiling, stylize_tensor
 from .presets import AdaptSettings, resolve_settings
 from .stylenet import StyleNet
 
@@ -92,6 +92,7 @@ class Stylizer:
         ``preserve_colour`` keeps the photo's colours (chroma) and takes only the stylized
         luminance; large photos are processed in ``tile``-sized blended tiles.
         """
+        check_tiling(tile)
         photo = as_tensor(image)
         out = stylize_tensor(self.generator(strength), photo, tile)
         if preserve_colour:

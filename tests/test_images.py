@@ -181,7 +181,7 @@ def test_pillow_decompression_bomb_error_becomes_user_error(tmp_path, monkeypatc
 
 
 def test_directory_is_not_a_file(tmp_path):
-    with pytest.raises(UserError, match="file not found"):
+    with pytest.raises(UserError, match="is a folder, not a file"):
         load_image(tmp_path)
 
 
