@@ -3,18 +3,91 @@
 from __future__ import annotations
 
 import functools
+import importlib
+import sys
 from pathlib import Path
 from typing import List, Optional
 
 import typer
+from typer.core import TyperGroup
 
 from .errors import UserError
 from .images import DEFAULT_MAX_PIXELS
+from .limits import ADAPT, PRESET_NAMES, STYLIZE, Range
+from .generator import ADAPT_SUBSETS
 from .progress import StepBar
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+
+# typer's click exceptions (typer >= 0.25 vendors its own copy of click)
+_clickx = importlib.import_module(typer.BadParameter.__module__)
+_NoArgsIsHelp = getattr(_clickx, "NoArgsIsHelpError", ())
+
+
+class _OneLineErrors(TyperGroup):
+    """A bad option value, an unknown option or a missing argument is bad input like any
+    other: one line on stderr and exit code 2 (not click's usage box)."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _NoArgsIsHelp as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except _clickx.UsageError as exc:
+            command = exc.ctx.command_path if exc.ctx is not None else "metastyle"
+            typer.echo(f"error: {exc.format_message()} (see `{command} --help`)", err=True)
+            sys.exit(2)
+        except _clickx.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            typer.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+app = typer.Typer(cls=_OneLineErrors, add_completion=False, no_args_is_help=True,
+                  pretty_exceptions_enable=False,
                   help="Few-shot style adaptation with a meta-learned generator.")
 _debug = {"on": False}
+
+
+def _in(allowed: Range):
+    """An option callback: the value (when given) must be in ``allowed`` (`metastyle.limits`,
+    the ranges the library and the service check too)."""
+
+    def check(value):
+        if value is not None and not allowed.ok(value):
+            raise typer.BadParameter(f"{value!r}: must be {allowed.describe()}")
+        return value
+
+    return check
+
+
+def _one_of(*choices: str):
+    def check(value):
+        if value is not None and value not in choices:
+            raise typer.BadParameter(f"{value!r}: choose one of {', '.join(choices)}")
+        return value
+
+    return check
+
+
+def _ranged(default, *decls, allowed: Range, help: str):
+    """A typer option whose value must lie in ``allowed``; ``--help`` shows the range."""
+    return typer.Option(default, *decls, help=f"{help} ({allowed.describe()})",
+                        callback=_in(allowed))
+
+
+def _choice(default, *decls, choices: tuple[str, ...], help: str):
+    return typer.Option(default, *decls, help=help, callback=_one_of(*choices))
+
+
+_POSITIVE = Range(1, integer=True)
+_COUNT = Range(0, integer=True)
+_PORT = Range(0, 65535, integer=True)
 
 
 @app.callback()
@@ -52,7 +125,8 @@ def meta_train_cmd(
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Run folder "
                                            "(default experiments/runs/<config name>)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir."),
-    wandb: Optional[str] = typer.Option(None, "--wandb", help="disabled | offline | online"),
+    wandb: Optional[str] = _choice(None, "--wandb", choices=("disabled", "offline", "online"),
+                                   help="disabled | offline | online"),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ):
     """Meta-train the generator init (MAML / Meta-SGD).
@@ -180,12 +254,15 @@ def optimize_cmd(
     content: Path = typer.Argument(..., help="Content photo."),
     style: Path = typer.Argument(..., help="Style image."),
     output: Path = typer.Option(..., "-o", "--output", help="Output image (.jpg/.png)."),
-    size: int = typer.Option(256, help="Long side of the output in pixels."),
-    steps: int = typer.Option(100, help="Optimizer steps."),
-    method: str = typer.Option("lbfgs", help="lbfgs | adam"),
-    style_weight: float = typer.Option(5.0, help="Style weight (terms are relative errors)."),
-    encoder: str = typer.Option("vgg16-hed", help="vgg16-hed | vgg19 | random"),
-    max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, help="Refuse larger input images."),
+    size: int = _ranged(256, allowed=STYLIZE["max_size"], help="Long side of the output in pixels."),
+    steps: int = _ranged(100, allowed=_POSITIVE, help="Optimizer steps."),
+    method: str = _choice("lbfgs", choices=("lbfgs", "adam"), help="lbfgs | adam"),
+    style_weight: float = _ranged(5.0, allowed=ADAPT["style_weight"],
+                                  help="Style weight (terms are relative errors)."),
+    encoder: str = _choice("vgg16-hed", choices=("vgg16-hed", "vgg19", "random"),
+                           help="vgg16-hed | vgg19 | random"),
+    max_pixels: int = _ranged(DEFAULT_MAX_PIXELS, allowed=STYLIZE["max_pixels"],
+                              help="Refuse larger input images."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ):
     """Gatys et al.: optimize the pixels of one image (slow, the quality reference).
@@ -198,8 +275,6 @@ def optimize_cmd(
     from .images import check_output_suffix, load_tensor, save_image
     from .losses import PerceptualLoss
 
-    if method not in ("lbfgs", "adam"):
-        raise UserError(f"--method {method!r}: choose lbfgs or adam")
     check_output_suffix(output)
     content_t = load_tensor(content, size, max_pixels)
     style_t = load_tensor(style, size, max_pixels)
@@ -217,12 +292,12 @@ def optimize_cmd(
 def train_style_cmd(
     style: Path = typer.Argument(..., help="Style image."),
     content: Path = typer.Option(..., "--content", help="Folder of content photos."),
-    steps: int = typer.Option(1000, help="Training steps."),
+    steps: int = _ranged(1000, allowed=_POSITIVE, help="Training steps."),
     output: Path = typer.Option(..., "-o", "--output", help="Model file (.safetensors)."),
     config: Optional[Path] = typer.Option(None, help="TOML config for generator/loss/data."),
     set_: List[str] = typer.Option([], "--set", help="Override a config key."),
-    lr: float = typer.Option(1e-3, help="Adam learning rate."),
-    batch: int = typer.Option(4, help="Crops per step."),
+    lr: float = _ranged(1e-3, allowed=ADAPT["lr"], help="Adam learning rate."),
+    batch: int = _ranged(4, allowed=ADAPT["batch"], help="Crops per step."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ):
     """Train one per-style network from a random init (Johnson et al.): the per-style baseline.
@@ -245,8 +320,9 @@ def train_style_cmd(
 def adapt_cmd(
     style: Path = typer.Argument(..., help="Style image to learn."),
     *,
-    steps: Optional[int] = typer.Option(None, "--steps", "-k",
-                                        help="Adaptation steps K (default: the base's choice)."),
+    steps: Optional[int] = _ranged(None, "--steps", "-k", allowed=ADAPT["steps"],
+                                   help="Adaptation steps K (default: the base's choice; 0 = "
+                                        "the base as it is)."),
     content: Optional[Path] = typer.Option(None, "--content", help="Folder of photos to adapt "
                                            "on (default: scikit-image's sample photos)."),
     base: Optional[Path] = typer.Option(None, "--base", help="Base model (default: shipped init)."),
@@ -254,18 +330,23 @@ def adapt_cmd(
                                           help="Adapted model (default <style>.safetensors)."),
     preview: Optional[Path] = typer.Option(None, "--preview",
                                            help="Preview image (default <style>_preview.jpg)."),
-    lr: Optional[float] = typer.Option(None, help="Adam learning rate (default: the base's)."),
-    subset: Optional[str] = typer.Option(None, help="Parameters to adapt: norm (tiny files), "
-                                         "decoder or all (default: the base's choice)."),
-    style_weight: Optional[float] = typer.Option(
-        None, help="Style weight of the adaptation loss: higher = more style, less photo "
-                   "(default: the base's training weight)."),
-    colour_weight: Optional[float] = typer.Option(
-        None, help="Pull towards the style's colour means and spreads (e.g. 10 for a dark "
-                   "painting; default: off)."),
-    batch: Optional[int] = typer.Option(None, help="Content crops per step (default: the "
-                                        "preset's)."),
-    preset: str = typer.Option("fast", help="fast: the base's few-step setting (6 KB file); "
+    lr: Optional[float] = _ranged(None, "--lr", allowed=ADAPT["lr"],
+                                  help="Adam learning rate (default: the base's)."),
+    subset: Optional[str] = _choice(None, "--subset", choices=ADAPT_SUBSETS,
+                                    help="Parameters to adapt: norm (tiny files), decoder or "
+                                         "all (default: the base's choice)."),
+    style_weight: Optional[float] = _ranged(
+        None, "--style-weight", allowed=ADAPT["style_weight"],
+        help="Style weight of the adaptation loss: higher = more style, less photo "
+             "(default: the base's training weight)."),
+    colour_weight: Optional[float] = _ranged(
+        None, "--colour-weight", allowed=ADAPT["colour_weight"],
+        help="Pull towards the style's colour means and spreads (e.g. 10 for a dark "
+             "painting; default: off)."),
+    batch: Optional[int] = _ranged(None, "--batch", allowed=ADAPT["batch"],
+                                   help="Content crops per step (default: the preset's)."),
+    preset: str = _choice("fast", "--preset", choices=PRESET_NAMES,
+                          help="fast: the base's few-step setting (6 KB file); "
                                "quality: all parameters, 400 steps (minutes, 1.1 MB, more "
                                "painterly). Explicit options override it."),
     seed: int = typer.Option(0, help="Seed for the content crops."),
@@ -275,7 +356,7 @@ def adapt_cmd(
 
     Example: metastyle adapt styles/mosaic.png --steps 10
     """
-    from .adapt_file import adapt_and_save
+    from .adapt_file import adapt_and_save, check_adapt_files
     from .checkpoint import SHIPPED_INIT, read
     from .corpus import default_content_paths, readable_images
     from .images import list_images
@@ -289,6 +370,7 @@ def adapt_cmd(
     settings = resolve_settings(read(base)[1], preset, steps=steps, lr=lr, subset=subset,
                                 batch=batch, colour_weight=colour_weight,
                                 style_weight=style_weight, seed=seed)
+    check_adapt_files(style, base, contents, output, preview)  # before the progress bar
     with StepBar("adapt", settings.steps, enabled=progress) as bar:
         summary = adapt_and_save(style, base, contents, output, preview, settings,
                                  on_step=bar.callback())
@@ -310,10 +392,14 @@ def stylize_cmd(
                                         "--style (default: the shipped one)."),
     out_dir: Optional[Path] = typer.Option(None, "-o", "--out-dir",
                                            help="Output folder (default: next to each input)."),
-    max_size: Optional[int] = typer.Option(None, help="Downscale so the long side is at most this."),
-    tile: int = typer.Option(512, help="Tile size for large images (bounds memory)."),
-    max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, help="Refuse larger input images."),
-    strength: float = typer.Option(1.0, help="0 = the base model's look, 1 = the full style."),
+    max_size: Optional[int] = _ranged(None, "--max-size", allowed=STYLIZE["max_size"],
+                                      help="Downscale so the long side is at most this."),
+    tile: int = _ranged(512, "--tile", allowed=STYLIZE["tile"],
+                        help="Tile size for large images (bounds memory)."),
+    max_pixels: int = _ranged(DEFAULT_MAX_PIXELS, "--max-pixels", allowed=STYLIZE["max_pixels"],
+                              help="Refuse larger input images."),
+    strength: float = _ranged(1.0, "--strength", allowed=STYLIZE["strength"],
+                              help="0 = the base model's look, 1 = the full style."),
     preserve_colour: bool = typer.Option(False, "--preserve-colour",
                                          help="Keep the photo's colours (style luminance only)."),
 ):
@@ -347,9 +433,12 @@ def export_init_cmd(
     run_dir: Path = typer.Argument(..., help="A meta-training run folder."),
     output: Path = typer.Option(Path("metastyle/weights/meta_init.safetensors"), "-o", "--output",
                                 help="Where to write the init."),
-    adapt_steps: Optional[int] = typer.Option(None, help="Default K for `adapt` with this init."),
-    adapt_lr: Optional[float] = typer.Option(None, help="Default adaptation learning rate."),
-    adapt_subset: Optional[str] = typer.Option(None, help="Default adapted parameters."),
+    adapt_steps: Optional[int] = _ranged(None, "--adapt-steps", allowed=ADAPT["steps"],
+                                         help="Default K for `adapt` with this init."),
+    adapt_lr: Optional[float] = _ranged(None, "--adapt-lr", allowed=ADAPT["lr"],
+                                        help="Default adaptation learning rate."),
+    adapt_subset: Optional[str] = _choice(None, "--adapt-subset", choices=ADAPT_SUBSETS,
+                                          help="Default adapted parameters."),
 ):
     """Turn a meta-training run's checkpoint into a shippable init.
 
@@ -366,9 +455,10 @@ def export_init_cmd(
 @user_errors
 def export_cmd(
     model: Path = typer.Argument(..., help="Model file (adapted style or generator)."),
-    fmt: str = typer.Option(..., "--format", help="onnx | torchscript"),
+    fmt: str = _choice(..., "--format", choices=("onnx", "torchscript"), help="onnx | torchscript"),
     output: Path = typer.Option(..., "-o", "--output", help="Output file (.onnx / .pt)."),
-    strength: float = typer.Option(1.0, help="0 = the base model's look, 1 = the full style."),
+    strength: float = _ranged(1.0, "--strength", allowed=STYLIZE["strength"],
+                              help="0 = the base model's look, 1 = the full style."),
 ):
     """Export a model for apps: ONNX or TorchScript, any image size (float32 RGB in [0, 1]).
 
@@ -384,14 +474,16 @@ def export_cmd(
 @user_errors
 def serve_cmd(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
-    port: int = typer.Option(8000, help="Port to listen on."),
+    port: int = _ranged(8000, "--port", allowed=_PORT, help="Port to listen on."),
     data_dir: Path = typer.Option(Path("metastyle-styles"), "--data-dir",
                                   help="Where adapted styles are kept (across restarts)."),
-    workers: int = typer.Option(1, help="Adaptations that run at the same time."),
-    queue: int = typer.Option(4, help="Adaptations that may wait; more get HTTP 429."),
-    steps: Optional[int] = typer.Option(None, "--steps", "-k",
-                                        help="Adaptation steps per style, for every preset "
-                                             "(default: the upload's preset)."),
+    workers: int = _ranged(1, "--workers", allowed=Range(1, 64, integer=True),
+                           help="Adaptations that run at the same time."),
+    queue: int = _ranged(4, "--queue", allowed=Range(0, 1000, integer=True),
+                         help="Adaptations that may wait; more get HTTP 429."),
+    steps: Optional[int] = _ranged(None, "--steps", "-k", allowed=ADAPT["steps"],
+                                   help="Adaptation steps per style, for every preset "
+                                        "(default: the upload's preset)."),
     base: Optional[Path] = typer.Option(None, "--base", help="Base model (default: shipped init)."),
 ):
     """Run the style-onboarding web app: upload a style, watch it learn, stylize photos.

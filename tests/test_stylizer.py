@@ -161,5 +161,5 @@ def test_style_weight_overrides_the_base_objective_for_one_adaptation(base_model
     with torch.no_grad():
         assert torch.equal(default.generator()(x), again.generator()(x))  # deterministic...
         assert not torch.equal(default.generator()(x), heavy.generator()(x))  # ...so it's the weight
-    with pytest.raises(UserError, match="style weight"):
+    with pytest.raises(UserError, match="style_weight 0.0: must be"):
         adapted(0.0)
