@@ -88,7 +88,7 @@ def test_upload_poll_then_stylize_returns_a_jpeg(make_client, style_png, photo):
         assert image.format == "JPEG" and image.size == (32, 26)  # 40x32 scaled to long side 32
         assert stylize(client, ids["style_id"], photo).status_code == 200  # form defaults
 
-        for form, phrase in (({"strength": "1.5"}, "between 0 and 1"),
+        for form, phrase in (({"strength": "1.5"}, "strength 1.5: must be"),
                              ({"max_size": "5"}, "max_size"),
                              ({"strength": "lots"}, "strength")):
             bad = stylize(client, ids["style_id"], photo, **form)
@@ -110,7 +110,7 @@ def test_the_page_and_its_assets_are_served(make_client):
     ({"preset": "quality"}, {"preset": "quality", "subset": "all", "steps": 2},
      [({"preset": "best"}, "preset 'best'")]),
     ({"colour_weight": "10"}, {"preset": "fast", "colour_weight": 10.0},
-     [({"colour_weight": "-1"}, "colour weight -1"), ({"colour_weight": "lots"}, "colour_weight")]),
+     [({"colour_weight": "-1"}, "colour_weight -1"), ({"colour_weight": "lots"}, "colour_weight")]),
 ])
 def test_an_upload_can_choose_its_settings_and_a_bad_one_is_a_400(make_client, style_png, form,
                                                                   expected, bad_forms):

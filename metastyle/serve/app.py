@@ -13,24 +13,71 @@ import io
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import importlib.util
+import logging
+import threading
+
 from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from ..checkpoint import SHIPPED_INIT, read
 from ..errors import UserError
 from ..images import image_from_bytes, resize_long_side
+from ..limits import STYLIZE, Range
 from ..presets import resolve_settings
 from ..stylizer import adapt
 from .jobs import JobPool, QueueFull
 from .store import StyleStore, new_id, valid_id
 
+log = logging.getLogger(__name__)
+
 STATIC = Path(__file__).parent / "static"
 MAX_UPLOAD_BYTES = 10 * 2**20
 MAX_PIXELS = 25_000_000
 MAX_OUTPUT_SIDE = 2048
+OUTPUT_SIDE = Range(STYLIZE["max_size"].low, MAX_OUTPUT_SIDE, integer=True)
 _FORM_OVERHEAD = 64 * 1024  # multipart boundaries and the small form fields
+
+
+class BodyLimit:
+    """ASGI middleware: stop reading a request body once it passes ``limit`` bytes (413).
+
+    A Content-Length over the limit is refused before the body is read (see ``limit_body``);
+    a chunked upload has none, so its chunks are counted as they arrive and reading stops at
+    the limit rather than after the whole body.
+    """
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        seen = 0
+
+        async def limited_receive():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise HTTPException(413, f"upload too large (limit {self.limit} bytes)")
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+def _swagger_assets() -> Path | None:
+    """The folder of Swagger UI's JS and CSS from the swagger-ui-bundle package, if installed."""
+    if importlib.util.find_spec("swagger_ui_bundle") is None:
+        return None
+    from swagger_ui_bundle import swagger_ui_path
+
+    folder = Path(swagger_ui_path)
+    return folder if (folder / "swagger-ui-bundle.js").is_file() else None
 
 
 def _not_found(what: str, item_id: str) -> HTTPException:
@@ -39,23 +86,44 @@ def _not_found(what: str, item_id: str) -> HTTPException:
 
 def create_app(data_dir: str | Path, base: str | Path | None = None, steps: int | None = None,
                content=None, *, workers: int = 1, queue_size: int = 4,
-               max_upload_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_PIXELS) -> FastAPI:
+               max_upload_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_PIXELS,
+               stylize_workers: int = 2, stylize_queue: int = 4) -> FastAPI:
     """The service; styles live in ``data_dir``, adapted from ``base`` (default: shipped init)
     on ``content`` photos with the upload's preset (as `metastyle.adapt`); ``steps``, when
-    given, overrides every preset's step count.
+    given, overrides every preset's step count. At most ``stylize_workers`` photos are
+    stylized at once and ``stylize_queue`` more wait; beyond that a stylize request gets 429.
     """
     base = Path(base).resolve() if base is not None else SHIPPED_INIT
     _, base_meta = read(base)  # fail now, not on the first upload, if the base is missing or bad
     store = StyleStore(data_dir)
     pool = JobPool(workers, queue_size)
+    stylize_slots = threading.BoundedSemaphore(stylize_workers + stylize_queue)  # in the house
+    stylize_running = threading.BoundedSemaphore(stylize_workers)  # of those, computing
 
     @asynccontextmanager
     async def lifespan(_app):
         yield
         pool.shutdown()
 
-    app = FastAPI(title="metastyle", lifespan=lifespan)
+    swagger = _swagger_assets()
+    app = FastAPI(title="metastyle", lifespan=lifespan, docs_url=None)
+    app.add_middleware(BodyLimit, limit=max_upload_bytes + _FORM_OVERHEAD)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    if swagger is not None:
+        app.mount("/docs-assets", StaticFiles(directory=swagger), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs():
+        """Swagger UI from local files (the swagger-ui-bundle package), so it works offline;
+        without that package, from its CDN (a note on the page's title says so)."""
+        if swagger is not None:
+            return get_swagger_ui_html(openapi_url=app.openapi_url, title="metastyle - API",
+                                       swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                                       swagger_css_url="/docs-assets/swagger-ui.css",
+                                       swagger_favicon_url="/docs-assets/favicon-32x32.png")
+        return get_swagger_ui_html(openapi_url=app.openapi_url,
+                                   title="metastyle - API (Swagger UI from a CDN: "
+                                         "pip install swagger-ui-bundle to serve it offline)")
 
     @app.exception_handler(UserError)
     async def bad_input(_request, exc: UserError):
@@ -90,9 +158,19 @@ def create_app(data_dir: str | Path, base: str | Path | None = None, steps: int 
     @app.post("/styles", status_code=202)
     def add_style(style: UploadFile = File(...), preset: str = Form("fast"),
                   colour_weight: float | None = Form(None)):
-        # settings resolved (and checked) up front: a bad one is a 400, and steps drive progress
+        # settings resolved (and checked: the CLI's ranges, metastyle.limits) up front: a bad
+        # one is a 400, and steps drive progress
         chosen = resolve_settings(base_meta, preset, steps=steps, colour_weight=colour_weight)
-        name, image = read_image(style, "style")
+        try:  # a queue slot first, so a busy server answers 429 without decoding the upload
+            job = pool.reserve(chosen.steps)
+        except QueueFull:
+            raise HTTPException(429, "busy: too many styles are being learned; "
+                                     "try again in a minute") from None
+        try:
+            name, image = read_image(style, "style")
+        except BaseException:
+            pool.release(job)
+            raise
         style_id = new_id()
 
         def work(job):
@@ -104,21 +182,26 @@ def create_app(data_dir: str | Path, base: str | Path | None = None, steps: int 
                 "colour_weight": chosen.colour_weight,
                 "seconds": provenance["seconds"],
                 "loss_before": provenance["support_loss_before"],
-                "loss_after": provenance["support_loss_after"]})
+                "loss_after": provenance["support_loss_after"],
+                "job_id": job.id, "job_loss": job.loss})
 
-        try:
-            job = pool.submit(chosen.steps, work)
-        except QueueFull:
-            raise HTTPException(429, "busy: too many styles are being learned; "
-                                     "try again in a minute") from None
+        pool.start(job, work)
         return {"job_id": job.id, "style_id": style_id}
 
     @app.get("/jobs/{job_id}")
     def job_status(job_id: str):
-        job = pool.get(job_id) if valid_id(job_id) else None
-        if job is None:
+        if not valid_id(job_id):
             raise _not_found("job", job_id)
-        return job.status()
+        job = pool.get(job_id)
+        if job is not None:
+            return job.status()
+        record = store.find_job(job_id)  # a finished job of an earlier run of the server
+        if record is not None:
+            return {"state": "done", "step": record["steps"], "steps": record["steps"],
+                    "loss": record.get("job_loss"), "eta_seconds": 0.0, "error": None}
+        raise HTTPException(404, f"unknown job {job_id!r}: not a job of this server run "
+                                 "(unknown after restart: jobs in progress are kept in memory; "
+                                 "finished ones are in GET /styles)")
 
     @app.get("/styles")
     def list_styles():
@@ -132,15 +215,24 @@ def create_app(data_dir: str | Path, base: str | Path | None = None, steps: int 
     @app.post("/styles/{style_id}/stylize")
     def stylize(style_id: str, photo: UploadFile = File(...), strength: float = Form(1.0),
                 preserve_colour: bool = Form(False), max_size: int = Form(1024)):
-        stylizer = store.stylizer(style_id)
-        if stylizer is None:
+        STYLIZE["strength"].check(strength, "strength")  # the CLI's ranges (metastyle.limits)
+        OUTPUT_SIDE.check(max_size, "max_size")
+        if store.info(style_id) is None:
             raise _not_found("style", style_id)
-        if not 16 <= max_size <= MAX_OUTPUT_SIDE:
-            raise UserError(f"max_size {max_size}: must be between 16 and {MAX_OUTPUT_SIDE}")
-        _, image = read_image(photo, "photo")
-        if max(image.size) > max_size:
-            image = resize_long_side(image, max_size)
-        result = stylizer.stylize(image, strength, preserve_colour)
+        if not stylize_slots.acquire(blocking=False):  # before the upload is decoded
+            raise HTTPException(429, "busy: too many photos are being stylized; "
+                                     "try again in a few seconds")
+        try:
+            _, image = read_image(photo, "photo")
+            if max(image.size) > max_size:
+                image = resize_long_side(image, max_size)
+            with stylize_running:
+                stylizer = store.stylizer(style_id)
+                if stylizer is None:
+                    raise _not_found("style", style_id)
+                result = stylizer.stylize(image, strength, preserve_colour)
+        finally:
+            stylize_slots.release()
         buffer = io.BytesIO()
         result.save(buffer, format="JPEG", quality=90)
         return Response(buffer.getvalue(), media_type="image/jpeg")

@@ -10,6 +10,7 @@ Jobs report progress (step, loss) so the web page can draw a bar with an ETA.
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
@@ -48,7 +49,8 @@ class Job:
             eta = round(per_step * (self.steps - self.step), 1)
         elif self.state == "done":
             eta = 0.0
-        return {"state": self.state, "step": self.step, "steps": self.steps, "loss": self.loss,
+        loss = self.loss if self.loss is not None and math.isfinite(self.loss) else None
+        return {"state": self.state, "step": self.step, "steps": self.steps, "loss": loss,
                 "eta_seconds": eta, "error": self.error}
 
 
@@ -74,6 +76,13 @@ class JobPool:
 
     def submit(self, steps: int, work: Callable[[Job], None]) -> Job:
         """Queue ``work(job)``; raises `QueueFull` when every worker and queue slot is taken."""
+        job = self.reserve(steps)
+        self.start(job, work)
+        return job
+
+    def reserve(self, steps: int) -> Job:
+        """Take a slot for a job before its input is prepared (so a full pool costs a caller
+        nothing); then `start` it, or `release` the slot. Raises `QueueFull`."""
         job = Job(steps)
         with self._lock:
             active = sum(j.state in ("queued", "running") for j in self._jobs.values())
@@ -81,8 +90,16 @@ class JobPool:
                 raise QueueFull
             self._jobs[job.id] = job
             self._forget_old()
-        self._queue.put((job, work))
         return job
+
+    def start(self, job: Job, work: Callable[[Job], None]) -> None:
+        """Queue ``work(job)`` for a reserved job."""
+        self._queue.put((job, work))
+
+    def release(self, job: Job) -> None:
+        """Give back a reserved job's slot (its input was bad); the job is forgotten."""
+        with self._lock:
+            self._jobs.pop(job.id, None)
 
     def get(self, job_id: str) -> Job | None:
         with self._lock:
