@@ -45,8 +45,8 @@ RANGES = {
     "adapt.steps": _COUNT, "adapt.lr": _RATE, "adapt.batch": _POSITIVE,
     "loss.content_weight": _WEIGHT, "loss.style_weight": _WEIGHT, "loss.tv_weight": _WEIGHT,
     "loss.colour_weight": _WEIGHT, "loss.pixel_weight": _WEIGHT, "loss.feature_weight": _WEIGHT,
-    # StageConfig
-    "lr": _RATE, "batch": _POSITIVE,
+    # StageConfig (lr 0 is a legitimate frozen step: a stage's tests use it)
+    "lr": _WEIGHT, "batch": _POSITIVE,
     # BenchConfig
     "styles": _POSITIVE, "eval_photos": _POSITIVE, "eval_size": _SIDE, "support_crops": _POSITIVE,
     "ks": _COUNT, "default_k": _COUNT, "tune_styles": _COUNT, "per_style_steps": _COUNT,
