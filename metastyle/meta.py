@@ -14,6 +14,7 @@ updates `metastyle adapt` makes (a test checks the two agree step for step).
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -160,19 +161,32 @@ def meta_loss(learner: MetaLearner, loss_fn, episodes, inner_steps: int, first_o
     return total / n, {k: v / len(episodes) for k, v in stats.items()}
 
 
+# (learner, loss, stats) -> (loss, stats), run between backward and clipping; may change the
+# gradients in place (distributed.Ranks.average averages them over data-parallel ranks)
+GradientHook = Callable[[MetaLearner, float, dict[str, float]], tuple[float, dict[str, float]]]
+
+
 def meta_step(learner: MetaLearner, optimizer: torch.optim.Optimizer, loss_fn, episodes,
               inner_steps: int, first_order: bool, inner_grad_clip: float,
               grad_clip: float, inner_optimizer: str = "sgd",
-              anchor: float = 0.0) -> dict[str, float]:
-    """One outer update of the init (and rates); returns logged statistics."""
+              anchor: float = 0.0, gradient_hook: GradientHook | None = None) -> dict[str, float]:
+    """One outer update of the init (and rates); returns logged statistics.
+
+    ``gradient_hook`` sees the meta-gradients after backward (a non-finite loss skips backward,
+    so they may be None) and before clipping and the optimizer step.
+    """
     optimizer.zero_grad(set_to_none=True)
     loss, stats = meta_loss(learner, loss_fn, episodes, inner_steps, first_order, inner_grad_clip,
                             inner_optimizer, anchor)
-    if not torch.isfinite(loss):
+    loss_value = loss.item()
+    if math.isfinite(loss_value):
+        loss.backward()
+    if gradient_hook is not None:
+        loss_value, stats = gradient_hook(learner, loss_value, stats)
+    if not math.isfinite(loss_value):
         return {**stats, "loss": float("nan"), "grad_norm": float("nan")}
-    loss.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(learner.parameters(), grad_clip or float("inf"))
     optimizer.step()
     rates = [r.item() for r in learner.rates().values()]
-    return {**stats, "loss": loss.item(), "grad_norm": grad_norm.item(),
+    return {**stats, "loss": loss_value, "grad_norm": grad_norm.item(),
             "rate_mean": sum(rates) / len(rates)}
