@@ -13,6 +13,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .distributed import BACKENDS
 from .errors import UserError
 from .encoders import PRECISIONS
 from .generator import ADAPT_SUBSETS, GeneratorConfig
@@ -22,7 +23,8 @@ from .meta import INNER_OPTIMIZERS
 DEFAULT_MANIFEST = "../shared/data/manifest.tsv"
 # keys whose string value must be one of a few names (checked at load, not mid-run)
 CHOICES = {"meta.subset": ADAPT_SUBSETS, "adapt.subset": ADAPT_SUBSETS,
-           "meta.inner_optimizer": INNER_OPTIMIZERS, "loss.precision": PRECISIONS}
+           "meta.inner_optimizer": INNER_OPTIMIZERS, "loss.precision": PRECISIONS,
+           "train.backend": BACKENDS}
 
 _POSITIVE = Range(1, integer=True)
 _COUNT = Range(0, integer=True)
@@ -116,7 +118,8 @@ class TrainConfig:
     steps: int = 20000  # a budget: runs are stopped by hand or by time and resume exactly
     seed: int = 0
     threads: int = 1
-    device: str = "auto"
+    device: str = "auto"  # under torchrun a CUDA rank takes cuda:LOCAL_RANK
+    backend: str = "auto"  # torchrun jobs: auto (nccl on CUDA, else gloo) | gloo | nccl
     log_every: int = 10
     checkpoint_every: int = 25
     eval_every: int = 100

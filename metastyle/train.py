@@ -3,6 +3,7 @@
 A run folder holds ``config.json``, ``environment.json``, ``metrics.jsonl``, ``samples/`` and
 ``checkpoint.safetensors``. The checkpoint carries the init, the Meta-SGD rates, Adam's state,
 the episode RNG and the loss statistics, so a run killed at any moment resumes as if never stopped.
+Under torchrun the same loop runs data-parallel, one process per rank (distributed.py).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from . import checkpoint
+from . import checkpoint, distributed
 from .adaptation import adapt, cycle_batches, evaluate_terms
 from .config import Config, config_from_dict, config_to_dict
 from .corpus import EpisodeSampler, image_paths, random_crops
@@ -96,6 +97,9 @@ class RunState:
                                    m.meta_sgd)
         self.optimizer = torch.optim.Adam(self.learner.parameters(), lr=m.meta_lr)
         self.episode_rng = seeded_generator(config.train.seed)
+        # a torchrun run's checkpoint: one generator state per episode slot, and its world size
+        self.slot_rng: torch.Tensor | None = None
+        self.world_size: int | None = None
         self.step = 0
         self.loss_ema: float | None = None
         self.best_ema = math.inf
@@ -119,7 +123,11 @@ class RunState:
         for name, value in saved.log_rates.items():
             state.learner.log_rates[name].data.copy_(value)
         state.optimizer.load_state_dict(saved.optimizer)
-        state.episode_rng.set_state(saved.rng)
+        if saved.rng.dim() == 1:
+            state.episode_rng.set_state(saved.rng)
+        else:
+            state.slot_rng = saved.rng
+        state.world_size = meta.get("world_size")
         state.step, state.loss_ema, state.best_ema = meta["step"], meta["loss_ema"], meta["best_ema"]
         return state
 
@@ -163,14 +171,57 @@ def export_init(run_dir: Path, out: Path, recommend: dict | None = None) -> None
     checkpoint.save_generator(out, model, {**provenance, "trained_by": "meta-train", **advice})
 
 
+class EpisodeDraws:
+    """Where this process's meta-batches come from: the run's one episode generator or, under
+    torchrun, one generator per episode slot this rank owns (see distributed.py)."""
+
+    def __init__(self, state: RunState, sampler: EpisodeSampler, ranks: distributed.Ranks):
+        config = state.config
+        self.sampler, self.support, self.query = sampler, config.meta.support, config.meta.query
+        self.slotted = ranks.distributed
+        if self.slotted:
+            slots = ranks.slots(config.meta.meta_batch)
+            self.gens = [seeded_generator(distributed.slot_seed(config.train.seed, j))
+                         for j in slots]
+            if state.slot_rng is not None:
+                for gen, row in zip(self.gens, state.slot_rng[slots.start:slots.stop]):
+                    gen.set_state(row.clone())
+            self.order = self.gens
+        else:
+            self.gens = [state.episode_rng]
+            self.order = self.gens * config.meta.meta_batch
+
+    def draw(self) -> list:
+        return [self.sampler.sample(gen, self.support, self.query) for gen in self.order]
+
+    def rng_state(self) -> torch.Tensor:
+        """The generators' state: one row per slot under torchrun."""
+        if self.slotted:
+            return torch.stack([gen.get_state() for gen in self.gens])
+        return self.gens[0].get_state()
+
+
 def meta_train(config: Config, run_dir: Path, resume: bool = False, progress: bool = True) -> Path:
-    """Run (or resume) meta-training into ``run_dir``; returns the checkpoint path."""
-    run_dir = Path(run_dir)
+    """Run (or resume) meta-training into ``run_dir``; returns the checkpoint path.
+
+    Under torchrun every rank runs it: each trains on its own episodes, the meta-gradients are
+    averaged over ranks, and rank 0 alone writes the run folder.
+    """
+    ranks, device = distributed.join(config.train.backend, choose_device(config.train.device))
+    try:
+        return _meta_train(config, Path(run_dir), resume, progress, ranks, device)
+    finally:
+        distributed.leave(ranks)
+
+
+def _meta_train(config: Config, run_dir: Path, resume: bool, progress: bool,
+                ranks: distributed.Ranks, device: torch.device) -> Path:
     ckpt = run_dir / CHECKPOINT
     if resume:
         if not ckpt.exists():
             raise UserError(f"{ckpt}: nothing to resume")
         state = RunState.load(ckpt)
+        _check_world_size(ckpt, state.world_size, ranks)
         state.config = config = _resumable(state.config, config)
     else:
         if ckpt.exists():
@@ -178,8 +229,7 @@ def meta_train(config: Config, run_dir: Path, resume: bool = False, progress: bo
         state = RunState(config)
         if config.meta.init:
             warm_start(state.learner.model, Path(config.meta.init))
-    set_threads(config.train.threads)
-    device = choose_device(config.train.device)
+    set_threads(distributed.threads_per_rank(config.train.threads, ranks))
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed crop sizes: cuDNN may pick its fastest kernels
     state.learner.to(device)
@@ -189,23 +239,24 @@ def meta_train(config: Config, run_dir: Path, resume: bool = False, progress: bo
     loss_fn = perceptual_loss(config.loss, config.train.seed).to(device)
     sampler = EpisodeSampler(image_paths(config.data, "style", "train"),
                              image_paths(config.data, "content", "train"), config.data)
-    check = HeldOutCheck.build(config, sampler, device)
+    main = ranks.main  # only rank 0 writes the run folder and runs the held-out check
+    check = HeldOutCheck.build(config, sampler, device) if main else None
     # the run folder is written only once the data has been found and checked
-    (run_dir / "samples").mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / "config.json", config_to_dict(config))
-    write_json(run_dir / "environment.json", environment())
-    tracker = Tracker(run_dir, config.train.wandb, config_to_dict(config))
-    tracker.jsonl.truncate_after(state.step)
+    if main:
+        (run_dir / "samples").mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / "config.json", config_to_dict(config))
+        write_json(run_dir / "environment.json", {**environment(), **ranks.describe()})
+    tracker = Tracker(run_dir, config.train.wandb, config_to_dict(config)) if main else None
+    if tracker:
+        tracker.jsonl.truncate_after(state.step)
     meta_info = loss_provenance(config, loss_fn)
     t = config.train
     wall = _previous_wall(ckpt) if resume else 0.0
     start = time.perf_counter() - wall
-    bar = StepBar("meta-train", t.steps, state.step, enabled=progress)
+    bar = StepBar("meta-train", t.steps, state.step, enabled=progress and main)
     m = config.meta
-
-    def sample_meta_batch():
-        return [sampler.sample(state.episode_rng, m.support, m.query)
-                for _ in range(m.meta_batch)]
+    draws = EpisodeDraws(state, sampler, ranks)
+    sample_meta_batch = draws.draw
 
     # The next meta-batch is decoded and cropped in a thread while this one trains (on a GPU the
     # decoding would otherwise idle the device). One thread, drawing in order, so the episodes
@@ -218,12 +269,12 @@ def meta_train(config: Config, run_dir: Path, resume: bool = False, progress: bo
             wait_start = time.perf_counter()
             episodes = [ep.to(device) for ep in pending.result()]
             data_wait = time.perf_counter() - wait_start
-            episode_rng_state = state.episode_rng.get_state()
+            episode_rng_state = draws.rng_state()
             pending = prefetch.submit(sample_meta_batch)
             step_start = time.perf_counter()
             stats = meta_step(state.learner, state.optimizer, loss_fn, episodes, m.inner_steps,
                               m.first_order, m.inner_grad_clip, m.grad_clip, m.inner_optimizer,
-                              m.anchor)
+                              m.anchor, ranks.average if ranks.distributed else None)
             state.step += 1
             state.check_divergence(stats["loss"])
             record = {"step": state.step, **stats,
@@ -235,17 +286,54 @@ def meta_train(config: Config, run_dir: Path, resume: bool = False, progress: bo
                 if state.step % t.sample_every == 0:
                     save_image(torch.cat(list(samples.cpu()), dim=-1),
                                run_dir / "samples" / f"step{state.step:06d}.jpg")
-            if state.step % t.log_every == 0 or "heldout_k0" in record:
+            if tracker and (state.step % t.log_every == 0 or "heldout_k0" in record):
                 tracker.log(record)
             if state.step % t.checkpoint_every == 0 or state.step == t.steps:
-                state.save(ckpt, {**meta_info, "wall_seconds": time.perf_counter() - start},
-                           episode_rng_state)
+                extra = {**meta_info, "wall_seconds": time.perf_counter() - start}
+                if ranks.distributed:
+                    episode_rng_state, world = _gather_ranks(state, episode_rng_state, ranks)
+                    extra.update(world)
+                if main:
+                    state.save(ckpt, extra, episode_rng_state)
             bar.update(state.step, stats["loss"])
     finally:
         prefetch.shutdown(cancel_futures=True)
         bar.close()
-        tracker.close()
+        if tracker:
+            tracker.close()
     return ckpt
+
+
+def _gather_ranks(state: RunState, rng_state: torch.Tensor,
+                  ranks: distributed.Ranks) -> tuple[torch.Tensor | None, dict]:
+    """Every rank's slot generators and a hash of its weights, on rank 0: the checkpoint's RNG
+    (slot order) and metadata. Ranks that no longer hold identical weights stop the run before
+    the checkpoint is written."""
+    weights = {**state.learner.model.state_dict(),
+               **{f"log_rate/{k}": v for k, v in state.learner.log_rates.items()}}
+    gathered = ranks.gather((rng_state, checkpoint.weights_hash(weights)))
+    if not ranks.main:
+        return None, {}
+    hashes = [h for _, h in gathered]
+    if len(set(hashes)) > 1:
+        raise RuntimeError(f"ranks hold different weights at step {state.step} "
+                           f"({', '.join(h[:12] for h in hashes)}); checkpoint not written")
+    return torch.cat([rng for rng, _ in gathered]), {
+        **ranks.describe(), "episode_slots": len(hashes) * state.config.meta.meta_batch,
+        "weights_sha256_by_rank": hashes}
+
+
+def _check_world_size(ckpt: Path, saved: int | None, ranks: distributed.Ranks) -> None:
+    """A run resumes only as the same job shape it was trained in: its episode slots and RNG
+    states belong to its ranks."""
+    now = ranks.world_size if ranks.distributed else None
+
+    def job(n):
+        return "a single process (no torchrun)" if n is None else f"{n} torchrun rank(s)"
+
+    if saved != now:
+        raise UserError(f"{ckpt}: --resume: the run was trained by {job(saved)}, this job is "
+                        f"{job(now)}; resume it with the same number of ranks")
 
 
 def warm_start(model: Generator, path: Path) -> None:

@@ -21,19 +21,24 @@ def _noise_image(path, seed, size=(48, 40)):
     return path
 
 
-@pytest.fixture
-def tiny_corpus(tmp_path):
+def build_tiny_corpus(root):
     """A manifest with 4 train / 2 heldout styles and 6 train / 6 heldout photos (48x40 px)."""
     rows = ["file\tkind\tsplit"]
     for kind, n_train, n_held in (("style", 4, 2), ("content", 6, 6)):
-        (tmp_path / kind).mkdir()
+        (root / kind).mkdir()
         for i in range(n_train + n_held):
             split = "train" if i < n_train else "heldout"
             name = f"{kind}/{kind}{i}.png"
-            _noise_image(tmp_path / name, seed=hash((kind, i)) % 1000)
+            _noise_image(root / name, seed=hash((kind, i)) % 1000)
             rows.append(f"{name}\t{kind}\t{split}")
-    (tmp_path / "manifest.tsv").write_text("\n".join(rows) + "\n")
-    return tmp_path
+    (root / "manifest.tsv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+@pytest.fixture
+def tiny_corpus(tmp_path):
+    """The tiny corpus of `build_tiny_corpus` in the test's own folder."""
+    return build_tiny_corpus(tmp_path)
 
 
 @pytest.fixture
