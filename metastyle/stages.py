@@ -1,8 +1,9 @@
 """Training stages of the encoder-decoder generator (stylenet.py), before meta-training.
 
-- ``autoencoder``: the decoder learns to invert the frozen encoder (pixel + feature terms). A
-  decoder trained with style losses from its first step collapses to one texture for every style;
-  one that can already reconstruct a photo learns to follow the style code.
+- ``autoencoder``: the decoder learns to invert the frozen encoder (pixel + feature terms). In
+  the probe that started this design (2026-12-01), a decoder trained with style losses from its
+  first step gave one texture for every style; one that could already reconstruct photos
+  learned to follow the style code.
 - ``joint``: every step draws a train style per crop and trains the decoder so that its AdaIN
   output matches the style's statistics and the re-normalized content features (Huang &
   Belongie 2017). The result is the zero-shot model and the joint control for meta-training.
@@ -60,9 +61,8 @@ class StageConfig:
 
 
 class StyleTargets:
-    """Per-layer channel statistics of train styles, computed once per style and kept: a style
-    is drawn again every ~``len(styles) / batch`` steps, and its encoder pass costs more than the
-    decoder step."""
+    """Per-layer channel statistics of train styles, computed once per style and kept, so a
+    step decodes and encodes no style image it has seen before (a few KB per style)."""
 
     def __init__(self, encoder, layers: list[str], style_size: int):
         self.encoder, self.layers, self.style_size = encoder, layers, style_size
