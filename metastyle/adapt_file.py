@@ -10,7 +10,8 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable
 
-from .adaptation import AdaptResult, adapt, adaptation_crops, evaluate_terms, fresh_crops
+from .adaptation import (AdaptResult, adapt, adaptation_crops, evaluate_terms, fresh_crops,
+                         start_task)
 from .checkpoint import check_model_suffix, encode_delta, load_generator
 from .config import BenchConfig, LossConfig
 from .errors import UserError
@@ -20,7 +21,6 @@ from .inference import stylize_tensor
 from .losses import perceptual_loss
 from .presets import AdaptSettings
 from .runtime import seeded_generator
-from .stylenet import StyleNet
 
 # The fixed crops `metastyle adapt` reports its loss before/after on (adaptation itself streams
 # new crops): the benchmark's support-set size.
@@ -55,8 +55,7 @@ def adapt_style_file(style_path, base_path, contents: list, settings: AdaptSetti
     # adaptation streams new crops (see fresh_crops); a fixed set reports the loss before/after
     support = adaptation_crops(contents, max(settings.batch * 2, SUPPORT_CROPS), crop,
                                seeded_generator(settings.seed))
-    if isinstance(base, StyleNet):  # k = 0 is the zero-shot stylization of this style
-        base.set_style(style)
+    base = start_task(base, style)  # the encoder-decoder's k = 0: the zero-shot stylization
     targets = loss_fn.style_targets(style)
     before = evaluate_terms(base, loss_fn, targets, support)["total"]
     result = adapt(base, loss_fn, targets,

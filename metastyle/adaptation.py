@@ -114,3 +114,14 @@ def adaptation_crops(contents: list, count: int, crop: int, gen: torch.Generator
     """A fixed support set of ``count`` random crops (cycled through by the K steps); crops may
     share a photo, so a handful of photos is enough."""
     return torch.cat([random_crops(contents, 1, crop, gen)[0] for _ in range(count)])
+
+
+def start_task(model: nn.Module, style: torch.Tensor) -> nn.Module:
+    """``model`` as a task on ``style`` starts: a copy holding the style's own starting values
+    (the encoder-decoder's code), or the model itself when the style sets none."""
+    values = model.task_parameters(style)
+    if not values:
+        return model
+    started = copy.deepcopy(model)
+    started.load_state_dict(values, strict=False)
+    return started

@@ -126,7 +126,9 @@ def meta_loss(learner: MetaLearner, loss_fn, episodes, inner_steps: int, first_o
               anchor: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
     """Mean query loss after adaptation over a meta-batch of episodes (differentiable).
 
-    ``anchor`` > 0 also scores the un-adapted init on the query batch:
+    Each episode starts from the init plus ``model.task_parameters(style)`` (for the
+    encoder-decoder, the style's code: its k = 0 is the zero-shot stylization).
+    ``anchor`` > 0 also scores the un-adapted start on the query batch:
     ``(after + anchor * before) / (1 + anchor)``, the step-0 part of MAML++'s multi-step loss.
     Without it a strong inner loop lets the init drift to outputs far from any style
     (experiments/LOG.md, 2026-11-30, "the shipped init: style weight 3, ...").
@@ -139,17 +141,19 @@ def meta_loss(learner: MetaLearner, loss_fn, episodes, inner_steps: int, first_o
                           ["query_after", "query_style", "query_content"], 0.0)
     for ep in episodes:
         targets = loss_fn.style_targets(ep.style)
-        fast, inner = params, []  # inner_steps == 0: plain multi-style ("joint") training
+        # the task's own starting values (the encoder-decoder's style code) replace the init's
+        start = {**params, **learner.model.task_parameters(ep.style)}
+        fast, inner = start, []  # inner_steps == 0: plain multi-style ("joint") training
         if inner_steps:
             support = model_loss(learner.model, loss_fn, ep.support, targets)
-            fast, inner = inner_loop(params, learner.adapt_names, lambda p: support(p)["total"],
+            fast, inner = inner_loop(start, learner.adapt_names, lambda p: support(p)["total"],
                                      inner_steps, rates, first_order, inner_grad_clip,
                                      inner_optimizer)
         query = model_loss(learner.model, loss_fn, ep.query, targets)
         terms = query(fast)
         total = total + terms["total"]
         if anchored:
-            before = query(params)["total"]
+            before = query(start)["total"]
             total = total + anchor * before
             stats["query_before"] += before.item()
         if inner:

@@ -173,11 +173,15 @@ class StyleNet(nn.Module):
         return {n: (m[0], s[0]) for n, (m, s) in
                 ((n, channel_stats(f)) for n, f in self.encode(style).items())}
 
+    def task_parameters(self, style: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Parameter values a style sets before adaptation: its code (k = 0 = zero-shot)."""
+        code = self.style_code_of(style)
+        return ({f"code.mean.{n}": m for n, (m, _) in code.items()}
+                | {f"code.std.{n}": s for n, (_, s) in code.items()})
+
     @torch.no_grad()
     def set_style(self, style: torch.Tensor) -> None:
-        for name, (mean, std) in self.style_code_of(style).items():
-            self.code.mean[name].copy_(mean)
-            self.code.std[name].copy_(std)
+        self.load_state_dict(self.task_parameters(style), strict=False)
 
     def decode(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
         return torch.sigmoid(self.decoder(features, self.config.depth))

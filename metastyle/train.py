@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from . import checkpoint, distributed
-from .adaptation import adapt, cycle_batches, evaluate_terms
+from .adaptation import adapt, cycle_batches, evaluate_terms, start_task
 from .config import Config, config_from_dict, config_to_dict
 from .corpus import EpisodeSampler, image_paths, random_crops
 from .errors import UserError
@@ -75,8 +75,9 @@ class HeldOutCheck:
         outputs = []
         for style in self.styles:
             targets = loss_fn.style_targets(style)
-            before += evaluate_terms(model, loss_fn, targets, self.query)["total"]
-            adapted = adapt(model, loss_fn, targets, cycle_batches(self.support, a.batch),
+            start = start_task(model, style)
+            before += evaluate_terms(start, loss_fn, targets, self.query)["total"]
+            adapted = adapt(start, loss_fn, targets, cycle_batches(self.support, a.batch),
                             a.steps, a.lr, subset=a.subset).model
             after += evaluate_terms(adapted, loss_fn, targets, self.query)["total"]
             with torch.no_grad():

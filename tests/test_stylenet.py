@@ -74,3 +74,27 @@ def test_norm_subset_is_the_affines_and_the_code(encoder):
     assert names and all(".norm." in n or n.startswith("code.") for n in names)
     assert {"code.mean.relu4_1", "code.std.relu3_1"} <= set(names)
     assert not any(n.endswith("conv.weight") for n in names)
+
+
+def test_each_meta_episode_starts_from_its_style_code(encoder, random_loss):
+    from metastyle.corpus import Episode
+    from metastyle.generator import adapt_parameter_names
+    from metastyle.meta import MetaLearner, meta_loss
+
+    torch.manual_seed(0)
+    model = StyleNet(StyleNetConfig(width=8), encoder)
+    learner = MetaLearner(model, adapt_parameter_names(model, "norm"), 0.01, meta_sgd=True)
+    gen = torch.Generator().manual_seed(0)
+    style = torch.rand(1, 3, 32, 32, generator=gen)
+    ep = Episode("s.png", style, torch.rand(2, 3, 16, 16, generator=gen),
+                 torch.rand(2, 3, 16, 16, generator=gen))
+    loss, stats = meta_loss(learner, random_loss, [ep], 1, True, 0.0, "adam", anchor=1.0)
+    zero_shot = copy.deepcopy(model)
+    zero_shot.set_style(style)
+    with torch.no_grad():
+        want = random_loss(zero_shot(ep.query), ep.query, random_loss.style_targets(style))
+    assert stats["query_before"] == pytest.approx(want["total"].item(), rel=1e-5)
+    loss.backward()
+    assert model.decoder.head.conv.weight.grad is not None  # the init learns
+    assert model.code.mean["relu4_1"].grad is None  # the code comes from the task, not the init
+    assert learner.log_rates["code/mean/relu4_1"].grad is not None  # its inner rate is learned
