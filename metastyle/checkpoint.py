@@ -198,9 +198,12 @@ SHIPPED_INIT = Path(__file__).parent / "weights" / "meta_init.safetensors"
 SHIPPED_STYLENET = Path(__file__).parent / "weights" / "stylenet.safetensors"
 
 
-def save_generator(path: str | Path, model, meta: dict) -> None:
-    """A full generator file; ``meta`` should carry encoder, loss weights and provenance."""
-    weights = model.state_dict()
+def save_generator(path: str | Path, model, meta: dict,
+                   dtype: torch.dtype = torch.float32) -> None:
+    """A full generator file; ``meta`` should carry encoder, loss weights and provenance.
+    ``dtype`` is the stored precision (weights load back into float32 models); the hash is of
+    the stored values, which is what a delta's base check reads back."""
+    weights = {k: v.detach().to(dtype) for k, v in model.state_dict().items()}
     write(path, weights, {"kind": "generator", "generator": model.config.to_dict(),
                           "weights_hash": weights_hash(weights), **meta})
 

@@ -76,3 +76,16 @@ def test_a_mismatched_init_and_a_second_start_are_one_line_errors(tiny_corpus, t
         train_stage(_config(tiny_corpus, "autoencoder", 1), tmp_path / "ae", progress=False)
     with pytest.raises(UserError, match="stage"):
         train_stage(_config(tiny_corpus, "bogus", 1), tmp_path / "bogus", progress=False)
+
+
+def test_a_stage_can_start_from_an_exported_model_file(tiny_corpus, tmp_path):
+    from metastyle.stages import export_stage
+
+    train_stage(_config(tiny_corpus, "autoencoder", 2), tmp_path / "ae", progress=False)
+    export_stage(tmp_path / "ae", tmp_path / "ae.safetensors")
+    exported, meta = checkpoint.read(tmp_path / "ae.safetensors")
+    assert all(v.dtype == torch.float16 for v in exported.values())
+    config = _config(tiny_corpus, "joint", 1, f'init="{tmp_path / "ae.safetensors"}"', "lr=0")
+    train_stage(config, tmp_path / "joint", progress=False)
+    joint, _ = _weights(tmp_path / "joint")
+    assert all(torch.equal(exported[k].float(), joint[f"model/{k}"]) for k in exported)
