@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from . import checkpoint
-from .adaptation import adapt, adaptation_crops, cycle_batches, fresh_crops
+from .adaptation import adapt, adaptation_crops, cycle_batches, fresh_crops, start_task
 from .baselines import gatys, train_per_style
 from .config import BenchConfig, LossConfig, config_from_dict
 from .corpus import default_content_paths, image_paths
@@ -143,8 +143,8 @@ def tune_learning_rate(model, loss_fn, styles, batches, photos, lrs, *, subset, 
         return lrs[0], {}
     table = {}
     for lr in lrs:
-        losses = [curve(model, loss_fn, loss_fn.style_targets(s), batches, photos, [steps],
-                        lr=lr, subset=subset, objective=objective)[0][steps]["total"]
+        losses = [curve(start_task(model, s), loss_fn, loss_fn.style_targets(s), batches, photos,
+                        [steps], lr=lr, subset=subset, objective=objective)[0][steps]["total"]
                   for s in styles]
         table[lr] = sum(losses) / len(losses)
     return min(table, key=table.get), table
@@ -215,8 +215,8 @@ def run_bench(cfg: BenchConfig, out_dir: Path, progress: bool = True) -> dict:
                      "ks": sorted(set(cfg.ks) | {cfg.default_k}), "terms": [], "seconds": 0.0}
             grid[name] = []
             start = time.perf_counter()
-            for target in targets:
-                points, result, shown = curve(model, loss_fn, target, support,
+            for style, target in zip(data["style_tensors"], targets):
+                points, result, shown = curve(start_task(model, style), loss_fn, target, support,
                                               data["photos"], entry["ks"], lr=lr,
                                               subset=how.subset, show_k=cfg.default_k,
                                               objective=objective)
