@@ -6,9 +6,9 @@ Huang & Belongie 2017), so a new style is stylized in one forward pass (k = 0); 
 refines the style code and the decoder's per-channel affines by gradient steps.
 
 Parameter names follow the Johnson generator's convention so the same subsets work: every
-per-channel affine lives in a module called ``norm``; the style code is
-``code.mean.<layer>`` / ``code.std.<layer>``. The encoder is shared, never copied and never stored in a model file: it is not a
-registered submodule, so ``state_dict()`` holds the decoder and the code only.
+per-channel affine lives in a module called ``norm``; the style code is ``code.mean.<layer>`` /
+``code.std.<layer>``. The encoder is shared, never copied and never stored in a model file: it
+is not a registered submodule, so ``state_dict()`` holds the decoder and the code only.
 """
 
 from __future__ import annotations
@@ -30,8 +30,9 @@ STYLE_EPS = 1e-5
 class StyleNetConfig:
     """``depth``: the deepest features, where the decoder starts; ``skips``: shallower layers
     whose (style-transformed) features join the decoder at their own scale. A decoder from
-    relu4_1 alone still reconstructed photos as brown blurs after 750 autoencoder steps; the
-    relu3_1 skip carries the detail, relu4_1 the larger structures of a style.
+    relu4_1 alone still reconstructed photos as brown blurs after 750 autoencoder steps
+    (experiments/LOG.md, 2026-12-01); the relu3_1 skip carries the detail, relu4_1 the larger
+    structures of a style.
     ``width``: channels of the decoder's first conv; each upsampling halves it."""
 
     depth: str = "relu4_1"
@@ -58,7 +59,8 @@ def adain(features: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torc
     """Give ``features`` (B,C,H,W) the channel statistics ``mean`` / ``std`` ((C,) or (B,C))."""
     own_mean, own_std = channel_stats(features)
     normalized = (features - own_mean[..., None, None]) / own_std[..., None, None]
-    return normalized * std.view(-1, features.shape[1], 1, 1) + mean.view(-1, features.shape[1], 1, 1)
+    shape = (-1, features.shape[1], 1, 1)
+    return normalized * std.view(shape) + mean.view(shape)
 
 
 class Affine(nn.Module):
@@ -170,8 +172,8 @@ class StyleNet(nn.Module):
     @torch.no_grad()
     def style_code_of(self, style: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """The code of one style image (1,3,H,W): per layer, (C,) mean and std."""
-        return {n: (m[0], s[0]) for n, (m, s) in
-                ((n, channel_stats(f)) for n, f in self.encode(style).items())}
+        stats = {n: channel_stats(f) for n, f in self.encode(style).items()}
+        return {n: (mean[0], std[0]) for n, (mean, std) in stats.items()}
 
     def task_parameters(self, style: torch.Tensor) -> dict[str, torch.Tensor]:
         """Parameter values a style sets before adaptation: its code (k = 0 = zero-shot)."""

@@ -35,7 +35,8 @@ def test_a_resumed_stage_ends_exactly_where_a_straight_one_does(tiny_corpus, tmp
     resumed, _ = _weights(tmp_path / "resumed")
     assert meta["step"] == 4 and meta["stage"] == stage
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
-    logs = [(tmp_path / d / "metrics.jsonl").read_text().splitlines() for d in ("straight", "resumed")]
+    logs = [(tmp_path / d / "metrics.jsonl").read_text().splitlines()
+            for d in ("straight", "resumed")]
     totals = [[json.loads(line)["total"] for line in log] for log in logs]
     assert totals[0] == totals[1] and len(totals[0]) == 4
     assert (tmp_path / "straight" / "samples" / "step000003.jpg").is_file()
