@@ -62,7 +62,9 @@ def adapt_style_file(style_path, base_path, contents: list, settings: AdaptSetti
                    fresh_crops(contents, settings.batch, crop, settings.seed),
                    settings.steps, settings.lr, subset=settings.subset,
                    on_step=_stop_if_not_finite(on_step, settings))
-    after = evaluate_terms(result.model, loss_fn, targets, support)["total"]
+    # with no steps the model is the base, so its loss is the one just measured
+    after = (evaluate_terms(result.model, loss_fn, targets, support)["total"]
+             if settings.steps else before)
     if not math.isfinite(after) or not all(
             p.isfinite().all() for p in result.model.parameters()):
         raise AdaptationDiverged(f"adaptation diverged (support loss {after}, or weights not "

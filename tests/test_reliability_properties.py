@@ -32,6 +32,13 @@ def _snapshot(folder, skip="out"):
             if p.is_file() and skip not in p.relative_to(folder).parts}
 
 
+def _empty(folder):
+    """Hypothesis reruns a test in one tmp_path: start each example with no outputs."""
+    if folder.exists():
+        for p in folder.iterdir():
+            p.unlink()
+
+
 @FAST
 @given(option=st.sampled_from(["--steps", "--lr", "--batch", "--colour-weight",
                                "--style-weight", "--subset", "--preset", "--seed"]),
@@ -39,9 +46,7 @@ def _snapshot(folder, skip="out"):
 def test_any_adapt_option_value_is_exit_0_or_a_one_line_exit_2(option, value, base_model,
                                                                tiny_corpus, tmp_path):
     out = tmp_path / "out"
-    if out.exists():
-        for p in out.iterdir():
-            p.unlink()
+    _empty(out)
     if option == "--steps" and value.strip().lstrip("+").isdigit() and int(value) > 2:
         value = "2"  # a valid but long run proves nothing more; keep it quick
     before = _snapshot(tiny_corpus)
@@ -65,9 +70,7 @@ def test_any_adapt_option_value_is_exit_0_or_a_one_line_exit_2(option, value, ba
 def test_any_stylize_option_value_is_exit_0_or_a_one_line_exit_2(option, value, base_model,
                                                                  photo, tmp_path):
     out = tmp_path / "styled"
-    if out.exists():
-        for p in out.iterdir():
-            p.unlink()
+    _empty(out)
     result = runner.invoke(app, ["stylize", str(base_model), str(photo), "-o", str(out),
                                  f"{option}={value}"])
     assert result.exit_code in (0, 2), (result.exit_code, result.stderr, result.exception)
