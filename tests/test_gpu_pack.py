@@ -8,8 +8,7 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from metastyle.encoders import Encoder, load_encoder
-from torchvision.models.vgg import cfgs
+from metastyle.encoders import VGG16_CFG, Encoder, load_encoder
 
 SCRIPT = Path(__file__).resolve().parent.parent / "experiments" / "gpu_pack.py"
 
@@ -46,7 +45,7 @@ def test_images_are_stored_at_the_resolution_the_recipe_reads(tmp_path):
 
 def test_unpacked_encoder_gives_the_original_features_up_to_relu4_3(tmp_path, monkeypatch):
     pack = load_script()
-    original = Encoder("vgg16-hed", cfgs["D"], "caffe", "test")
+    original = Encoder("vgg16-hed", VGG16_CFG, "caffe", "test")
     gen = torch.Generator().manual_seed(0)
     for param in original.features.parameters():
         param.copy_(torch.randn(param.shape, generator=gen) * 0.05)
