@@ -24,6 +24,11 @@ from .encoders import Encoder
 # Channels of the VGG16 activations the generator reads, and how many 2x poolings lie before them.
 LAYERS = {"relu1_1": (64, 0), "relu2_1": (128, 1), "relu3_1": (256, 2), "relu4_1": (512, 3)}
 STYLE_EPS = 1e-5
+# Reflected pixels around every input, cropped off the output. VGG's zero padding makes the
+# features along an image's edge unlike any interior ones, and the decoder painted them as a
+# bright frame; with a 16 px margin the frame is gone (experiments/LOG.md, 2026-12-01). A
+# multiple of 8, so the crop stays on the decoder's grid.
+BORDER = 16
 
 
 @dataclass(frozen=True)
@@ -191,13 +196,23 @@ class StyleNet(nn.Module):
     def _padded(self, x: torch.Tensor) -> torch.Tensor:
         # The trunk halves the size at each pool: work on a multiple of 2**upsamplings. Padding
         # unconditionally keeps size-dependent branches out of traced / exported graphs.
+        # Two half-margin reflections: a reflection must be narrower than the image, and the
+        # smallest image taken (16 px, images.MIN_SIDE) is not wider than the whole margin.
         m = 2 ** self.upsamplings
         h, w = x.shape[-2:]
-        return nn.functional.pad(x, (0, (-w) % m, 0, (-h) % m), mode="reflect")
+        half = BORDER // 2
+        x = nn.functional.pad(x, (half, half, half, half), mode="reflect")
+        return nn.functional.pad(x, (half, half + (-w) % m, half, half + (-h) % m),
+                                 mode="reflect")
+
+    def _generate(self, x: torch.Tensor, transform) -> torch.Tensor:
+        """Encode the padded ``x``, ``transform`` its features, decode, crop to ``x``'s size."""
+        h, w = x.shape[-2:]
+        out = self.decode(transform(self.encode(self._padded(x))))
+        return out[..., BORDER:BORDER + h, BORDER:BORDER + w]
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        return self.decode(self.encode(self._padded(x)))[..., :h, :w]
+        return self._generate(x, lambda features: features)
 
     def transform(self, features: dict[str, torch.Tensor],
                   codes: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -210,8 +225,7 @@ class StyleNet(nn.Module):
 
     def stylize(self, x: torch.Tensor,
                 codes: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        return self.decode(self.transform(self.encode(self._padded(x)), codes))[..., :h, :w]
+        return self._generate(x, lambda features: self.transform(features, codes))
 
     def at_strength(self, strength: float) -> "StyleNet":
         """A copy that blends the photo's features with the stylized ones (Huang & Belongie's

@@ -5,6 +5,7 @@ import copy
 import pytest
 import torch
 
+from metastyle import stylenet
 from metastyle.encoders import load_encoder
 from metastyle.generator import adapt_parameter_names
 from metastyle.stylenet import StyleNet, StyleNetConfig, adain, channel_stats
@@ -98,3 +99,21 @@ def test_each_meta_episode_starts_from_its_style_code(encoder, random_loss):
     assert model.decoder.head.conv.weight.grad is not None  # the init learns
     assert model.code.mean["relu4_1"].grad is None  # the code comes from the task, not the init
     assert learner.log_rates["code/mean/relu4_1"].grad is not None  # its inner rate is learned
+
+
+def test_the_reflected_margin_keeps_the_encoders_zero_padding_off_the_edges(encoder, monkeypatch):
+    """A flat photo gives a flat output except where VGG's zero padding reaches (the decoder's
+    own padding reflects); the margin moves that off the image, so the edges stay close to
+    the centre."""
+    model = StyleNet(StyleNetConfig(width=8), encoder)
+    model.set_style(torch.rand(1, 3, 32, 32))
+    flat = torch.full((1, 3, 48, 48), 0.5)
+
+    def edge_deviation() -> float:
+        with torch.no_grad():
+            y = model(flat)
+        return (y - y[..., 24:25, 24:25]).abs().amax().item()
+
+    with_margin = edge_deviation()
+    monkeypatch.setattr(stylenet, "BORDER", 0)
+    assert with_margin < 0.5 * edge_deviation()
