@@ -247,9 +247,11 @@ def _resolve_base(path: Path, meta: dict) -> dict[str, torch.Tensor]:
     return weights
 
 
-def build_generator(path: Path, meta: dict):
+def build_generator(path: Path, meta: dict, encoder=None):
     """An untrained generator of the kind and size ``meta`` records: the Johnson network, or
-    the encoder-decoder on the frozen encoder the file names (checked by its weights hash)."""
+    the encoder-decoder on a frozen encoder. That is ``encoder`` when given (a training run
+    passes its loss's, so the two share one trunk at the run's precision), else the one the
+    file names; either way the one the file was made for (checked by name and weights hash)."""
     from .generator import Generator, GeneratorConfig
 
     spec = dict(meta["generator"])
@@ -258,7 +260,11 @@ def build_generator(path: Path, meta: dict):
     from .encoders import shared_encoder
     from .stylenet import StyleNet, StyleNetConfig
 
-    encoder = shared_encoder(meta["encoder"], 0, meta.get("loss", {}).get("precision", "float32"))
+    if encoder is None:
+        encoder = shared_encoder(meta["encoder"], 0,
+                                 meta.get("loss", {}).get("precision", "float32"))
+    if encoder.name != meta["encoder"]:
+        raise UserError(f"{path}: made for the {meta['encoder']} encoder, not {encoder.name}")
     if encoder.weights_sha256 != meta["encoder_sha256"]:
         raise UserError(f"{path}: made for other {meta['encoder']} weights than these "
                         f"({meta['encoder_sha256'][:12]} vs {encoder.weights_sha256[:12]})")

@@ -86,13 +86,26 @@ class HeldOutCheck:
         return {"heldout_k0": before / n, f"heldout_k{a.steps}": after / n}, torch.cat(outputs)
 
 
-class RunState:
-    """Everything a checkpoint must restore."""
+def build_model(config: Config, source: Path | None = None,
+                meta: dict | None = None) -> torch.nn.Module:
+    """The untrained generator a run of ``config`` trains. An encoder-decoder file sets its kind
+    and size (``source``, with its metadata ``meta``: the run's init, or on resume and export the
+    run's own checkpoint, which records the generator) and the generator runs on the loss's
+    frozen encoder; otherwise it is the Johnson network of the [generator] table."""
+    if meta is None or meta["generator"].get("kind") != "stylenet":
+        return Generator(config.generator)
+    encoder = perceptual_loss(config.loss, config.train.seed).encoder
+    return checkpoint.build_generator(source, meta, encoder)
 
-    def __init__(self, config: Config):
+
+class RunState:
+    """Everything a checkpoint must restore. ``source`` / ``meta``: the file that sets the
+    generator's kind, as in `build_model`."""
+
+    def __init__(self, config: Config, source: Path | None = None, meta: dict | None = None):
         self.config = config
         torch.manual_seed(config.train.seed)  # only parameter init draws from the global RNG
-        model = Generator(config.generator)
+        model = build_model(config, source, meta)
         m = config.meta
         self.learner = MetaLearner(model, adapt_parameter_names(model, m.subset), m.inner_lr,
                                    m.meta_sgd)
@@ -112,14 +125,14 @@ class RunState:
             path, self.learner.model.state_dict(), dict(self.learner.log_rates.items()),
             self.optimizer.state_dict(), episode_rng_state,
             {"step": self.step, "config": config_to_dict(self.config),
-             "generator": self.config.generator.to_dict(), "loss_ema": self.loss_ema,
+             "generator": self.learner.model.config.to_dict(), "loss_ema": self.loss_ema,
              "best_ema": self.best_ema, **extra_meta})
 
     @classmethod
     def load(cls, path: Path) -> "RunState":
         saved = checkpoint.read_training(path)
         meta = saved.meta
-        state = cls(config_from_dict(meta["config"]))
+        state = cls(config_from_dict(meta["config"]), path, meta)
         state.learner.model.load_state_dict(saved.model)
         for name, value in saved.log_rates.items():
             state.learner.log_rates[name].data.copy_(value)
@@ -159,11 +172,12 @@ def export_init(run_dir: Path, out: Path, recommend: dict | None = None) -> None
     becomes what `metastyle adapt` does by default with this init; the subset defaults to the
     one the run meta-trained.
     """
-    saved = checkpoint.read_training(Path(run_dir) / CHECKPOINT)
+    run_dir = Path(run_dir)
+    saved = checkpoint.read_training(run_dir / CHECKPOINT)
     meta = saved.meta
     if "stage" in meta:  # an encoder-decoder stage run
         return export_stage(run_dir, out, recommend)
-    model = Generator(config_from_dict(meta["config"]).generator)
+    model = build_model(config_from_dict(meta["config"]), run_dir / CHECKPOINT, meta)
     model.load_state_dict(saved.model)
     provenance = {k: meta[k] for k in ("step", "config", "encoder", "encoder_sha256", "loss",
                                        "wall_seconds") if k in meta}
@@ -227,9 +241,10 @@ def _meta_train(config: Config, run_dir: Path, resume: bool, progress: bool,
     else:
         if ckpt.exists():
             raise UserError(f"{run_dir}: run folder already has a checkpoint; use --resume")
-        state = RunState(config)
-        if config.meta.init:
-            warm_start(state.learner.model, Path(config.meta.init))
+        init = Path(config.meta.init) if config.meta.init else None
+        state = RunState(config, init, checkpoint.read(init)[1] if init else None)
+        if init:
+            warm_start(state.learner.model, init)
     set_threads(distributed.threads_per_rank(config.train.threads, ranks))
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed crop sizes: cuDNN may pick its fastest kernels
@@ -337,7 +352,7 @@ def _check_world_size(ckpt: Path, saved: int | None, ranks: distributed.Ranks) -
                         f"{job(now)}; resume it with the same number of ranks")
 
 
-def warm_start(model: Generator, path: Path) -> None:
+def warm_start(model: torch.nn.Module, path: Path) -> None:
     """Start a run from an existing generator (e.g. a shorter run's init) instead of random
     weights; the Meta-SGD rates and Adam state start fresh, so a new recipe can take over."""
     source, meta = checkpoint.load_generator(path)
