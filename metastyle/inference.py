@@ -4,9 +4,15 @@ A full-resolution photo run through the network in one pass needs activation mem
 proportional to its pixel count (tens of GB for a 40 MP image), so large images are
 processed in overlapping tiles and blended back together: memory is bounded by the tile
 size, not the photo. Pixels at a tile's inner edges are unreliable (their receptive field
-reaches the tile's padding) and the generator's instance norms see per-tile statistics, so
-tiles do not agree exactly where they overlap: each tile's inner edge is dropped and a smooth
+reaches the tile's padding) and the Johnson generator's instance norms see per-tile statistics,
+so tiles do not agree exactly where they overlap: each tile's inner edge is dropped and a smooth
 cross-fade across the rest of the overlap hides the difference instead of leaving a seam.
+
+The encoder-decoder generator's AdaIN normalizes a photo's features by their statistics, and
+per-tile ones would stylize a tile of sky and a tile of ground as two photos: a patchwork no
+cross-fade hides. Such a model takes two passes instead: the first encodes every tile and
+gathers the whole photo's statistics from the part of each tile it owns (the image split at the
+middle of every overlap), the second stylizes every tile with them (`StyleNet.for_tiles`).
 
 Outputs go to ``<stem>_<tag>.jpg`` and never overwrite an input file; every input is
 decoded (and so validated) before the first output is written.
@@ -60,6 +66,12 @@ def _tile_weight(start: int, length: int, size: int, overlap: int) -> torch.Tens
     return w
 
 
+def _owned_spans(starts: list[int], length: int, size: int) -> list[tuple[int, int]]:
+    """Split [0, size) between the tiles at ``starts`` at the middle of each overlap."""
+    cuts = [0] + [(a + length + b) // 2 for a, b in zip(starts, starts[1:])] + [size]
+    return list(zip(cuts, cuts[1:]))
+
+
 def check_tiling(tile: int, overlap: int = TILE_OVERLAP, max_size: int | None = None) -> None:
     """One-line `UserError`s for a tile no larger than its overlap or a too-small ``max_size``
     (before any work, instead of a ValueError from `stylize_tensor`)."""
@@ -83,6 +95,9 @@ def stylize_tensor(
     Images no larger than ``tile`` on both sides take one pass; larger ones are split into
     ``tile``-sized tiles overlapping by at least ``overlap`` pixels. The network runs on the
     model's device, one tile at a time; the result is assembled on the image's device.
+    A model with a ``for_tiles(image, tiles)`` method is first given every tile's box and the
+    box it owns ((top, bottom, left, right) each; the owned boxes partition the image) and
+    returns the model that stylizes the tiles.
     """
     if not 0 <= overlap < tile:
         raise ValueError(f"need 0 <= overlap < tile, got overlap={overlap}, tile={tile}")
@@ -95,10 +110,14 @@ def stylize_tensor(
             return model(image.to(device)).to(image.device, torch.float32).clamp(0, 1)
         th, tw = min(tile, height), min(tile, width)
         stride = tile - overlap
-        rows = [(y, _tile_weight(y, th, height, overlap))
-                for y in _tile_starts(height, tile, stride)]
-        cols = [(x, _tile_weight(x, tw, width, overlap))
-                for x in _tile_starts(width, tile, stride)]
+        ys, xs = _tile_starts(height, tile, stride), _tile_starts(width, tile, stride)
+        rows = [(y, _tile_weight(y, th, height, overlap)) for y in ys]
+        cols = [(x, _tile_weight(x, tw, width, overlap)) for x in xs]
+        if hasattr(model, "for_tiles"):
+            model = model.for_tiles(image, [
+                ((y, y + th, x, x + tw), (top, bottom, left, right))
+                for y, (top, bottom) in zip(ys, _owned_spans(ys, th, height))
+                for x, (left, right) in zip(xs, _owned_spans(xs, tw, width))])
         out = torch.zeros(1, 3, height, width, device=image.device)
         # The tile grid is a product of row and column tiles, so the summed 2-D weight is the
         # outer product of the summed 1-D weights: no full-size weight buffer needed.

@@ -60,12 +60,28 @@ def channel_stats(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return mean, std
 
 
-def adain(features: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """Give ``features`` (B,C,H,W) the channel statistics ``mean`` / ``std`` ((C,) or (B,C))."""
-    own_mean, own_std = channel_stats(features)
+def adain(features: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
+          own: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """Give ``features`` (B,C,H,W) the channel statistics ``mean`` / ``std`` ((C,) or (B,C)).
+
+    ``own``: the (mean, std), each (B,C), that the features are normalized by; by default their
+    own. Tiles of one photo pass the whole photo's, so that every tile is normalized alike."""
+    own_mean, own_std = channel_stats(features) if own is None else own
     normalized = (features - own_mean[..., None, None]) / own_std[..., None, None]
     shape = (-1, features.shape[1], 1, 1)
     return normalized * std.view(shape) + mean.view(shape)
+
+
+def _owned_cells(start: int, stop: int, tile_start: int, size: int, scale: int) -> slice:
+    """The cells, along one axis of a tile's feature map at ``scale`` pixels per cell, of the
+    image pixels [start, stop) that the tile starting at pixel ``tile_start`` owns. A side on
+    the image's edge also takes the margin beyond it, as the single pass's statistics do.
+    Boundaries round to the nearest cell: tiles on the feature grid split it exactly."""
+
+    def cell(pixel: int) -> int:
+        return (pixel - tile_start + BORDER + scale // 2) // scale
+
+    return slice(0 if start == 0 else cell(start), None if stop == size else cell(stop))
 
 
 class Affine(nn.Module):
@@ -157,6 +173,9 @@ class StyleNet(nn.Module):
         self.code = StyleCode(config.layers)
         self.decoder = Decoder(config)
         self.strength = 1.0  # AdaIN's content-style trade-off: 0 decodes the photo's own features
+        # Per layer, the photo statistics AdaIN normalizes by instead of each input's own: set
+        # on the copy that stylizes the tiles of one photo (for_tiles).
+        self.content_stats: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
 
     def __deepcopy__(self, memo):
         """Copies share the frozen encoder (59 MB) instead of duplicating it."""
@@ -217,9 +236,10 @@ class StyleNet(nn.Module):
     def transform(self, features: dict[str, torch.Tensor],
                   codes: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
         """AdaIN at every layer, blended with the photo's own features below full strength."""
+        content = self.content_stats or {}
         out = {}
         for name, f in features.items():
-            target = adain(f, *codes[name])
+            target = adain(f, *codes[name], content.get(name))
             out[name] = target if self.strength == 1.0 else torch.lerp(f, target, self.strength)
         return out
 
@@ -227,12 +247,52 @@ class StyleNet(nn.Module):
                 codes: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
         return self._generate(x, lambda features: self.transform(features, codes))
 
+    def _copy_with(self, **attributes) -> "StyleNet":
+        variant = copy.deepcopy(self)
+        for name, value in attributes.items():
+            setattr(variant, name, value)
+        return variant
+
     def at_strength(self, strength: float) -> "StyleNet":
         """A copy that blends the photo's features with the stylized ones (Huang & Belongie's
         alpha) instead of blending weights: the base's style code is no style at all."""
-        blended = copy.deepcopy(self)
-        blended.strength = strength
-        return blended
+        return self._copy_with(strength=strength)
+
+    @torch.no_grad()
+    def for_tiles(self, image: torch.Tensor,
+                  tiles: list[tuple[tuple[int, int, int, int], tuple[int, int, int, int]]]
+                  ) -> "StyleNet":
+        """A copy that stylizes tiles of ``image`` (1,3,H,W) with the whole image's statistics.
+
+        Each tile's own statistics would stylize a tile of sky and a tile of meadow as two
+        different photos: a patchwork. ``tiles``: per tile, its box and the box it owns, each
+        (top, bottom, left, right) in image pixels; the owned boxes partition the image, each
+        lying in the middle of its tile, away from the inner edges whose features see the tile's
+        padding. Every tile is encoded once and adds its owned features' per-channel sums and
+        sums of squares, so memory stays bounded by a tile.
+        """
+        device = self.code.mean[self.config.depth].device
+        height, width = image.shape[-2:]
+        sums = {}
+        for (top, bottom, left, right), (o_top, o_bottom, o_left, o_right) in tiles:
+            features = self.encode(self._padded(image[..., top:bottom, left:right].to(device)))
+            for name, f in features.items():
+                scale = 2 ** LAYERS[name][1]
+                owned = f[..., _owned_cells(o_top, o_bottom, top, height, scale),
+                          _owned_cells(o_left, o_right, left, width, scale)]
+                # The running sums are float64, on the CPU as MPS has none: over hundreds of
+                # tiles, float32 sums of squares would lose the variance to cancellation.
+                count, total, squares = sums.get(name, (0, 0.0, 0.0))
+                sums[name] = (count + owned[0, 0].numel(),
+                              total + owned.sum((2, 3)).cpu().double(),
+                              squares + owned.square().sum((2, 3)).cpu().double())
+        stats = {}
+        for name, (count, total, squares) in sums.items():
+            mean = total / count
+            std = (squares / count - mean.square()).clamp_min(0).add(STYLE_EPS).sqrt()
+            dtype = self.code.mean[name].dtype
+            stats[name] = (mean.to(device, dtype), std.to(device, dtype))
+        return self._copy_with(content_stats=stats)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.stylize(x, self.code.as_dict())

@@ -6,6 +6,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from metastyle.encoders import load_encoder
 from metastyle.errors import UserError
 from metastyle.generator import Generator, GeneratorConfig
 from metastyle.inference import (
@@ -14,6 +15,7 @@ from metastyle.inference import (
     stylize_files,
     stylize_tensor,
 )
+from metastyle.stylenet import StyleNet, StyleNetConfig
 
 torch.set_num_threads(1)  # the suite shares a small machine with training jobs
 
@@ -31,7 +33,8 @@ class LocalConv(nn.Module):
 
 
 class ShapeRecorder(nn.Module):
-    """Wraps a model and records the spatial size of every input it is given."""
+    """Wraps a model and records the spatial size of every input it is given; it hides the
+    model's ``for_tiles``, so a wrapped encoder-decoder tiles with per-tile statistics."""
 
     def __init__(self, inner):
         super().__init__()
@@ -104,6 +107,24 @@ def test_generator_tiling_has_no_visible_seams():
     # boundary (the control proves the metric sees it), with blending the step is gone.
     assert seam_ratio(stylize_tensor(model, img, tile=64, overlap=0)) > 2
     assert seam_ratio(out) < 1.5
+
+
+def test_encoder_decoder_tiles_share_the_whole_images_statistics():
+    """A bright smooth sky over a dark textured ground: with per-tile AdaIN statistics each
+    tile is stylized as a photo of its own, with the whole image's it matches the single pass
+    up to the cross-faded tile edges."""
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    model = StyleNet(StyleNetConfig(width=8), load_encoder("random", seed=0))
+    model.set_style(torch.rand(1, 3, 32, 32, generator=gen))
+    img = smooth_image(96, 80) * 0.2 + 0.7
+    img[..., 48:, :] = 0.1 + 0.5 * torch.rand(1, 3, 48, 80, generator=gen)
+    with torch.inference_mode():
+        whole = model(img)
+    shared = stylize_tensor(model, img, tile=48, overlap=16)
+    per_tile = stylize_tensor(ShapeRecorder(model), img, tile=48, overlap=16)
+    assert model.content_stats is None  # the tiles ran on a copy
+    assert (shared - whole).abs().mean() < (per_tile - whole).abs().mean() / 3
 
 
 def test_network_never_sees_more_than_one_tile():

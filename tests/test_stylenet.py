@@ -4,6 +4,7 @@ import copy
 
 import pytest
 import torch
+from torch import nn
 
 from metastyle import stylenet
 from metastyle.encoders import load_encoder
@@ -117,3 +118,48 @@ def test_the_reflected_margin_keeps_the_encoders_zero_padding_off_the_edges(enco
     with_margin = edge_deviation()
     monkeypatch.setattr(stylenet, "BORDER", 0)
     assert with_margin < 0.5 * edge_deviation()
+
+
+class BlockEncoder(nn.Module):
+    """Each feature depends on its own block of pixels only (a mean and a fixed channel mix),
+    so a tile on the feature grid has exactly the whole image's features wherever it reaches."""
+
+    def __init__(self):
+        super().__init__()
+        gen = torch.Generator().manual_seed(0)
+        self.mix = {n: torch.randn(c, 3, generator=gen) for n, (c, _) in stylenet.LAYERS.items()}
+
+    def forward(self, x, layers):
+        return {n: torch.einsum("oc,bchw->bohw", self.mix[n],
+                                nn.functional.avg_pool2d(x, 2 ** stylenet.LAYERS[n][1])).relu()
+                for n in layers}
+
+
+def test_tiles_gather_the_whole_images_statistics():
+    """Tiles on the feature grid whose owned boxes partition the image add up to the single
+    pass's statistics, the reflected margin included."""
+    model = StyleNet(StyleNetConfig(width=8), BlockEncoder())
+    img = torch.rand(1, 3, 96, 80, generator=torch.Generator().manual_seed(0))
+    rows = [((0, 56), (0, 48)), ((40, 96), (48, 96))]
+    cols = [((0, 48), (0, 40)), ((32, 80), (40, 80))]
+    tiles = [((top, bottom, left, right), (o_top, o_bottom, o_left, o_right))
+             for (top, bottom), (o_top, o_bottom) in rows
+             for (left, right), (o_left, o_right) in cols]
+    got = model.for_tiles(img, tiles).content_stats
+    with torch.no_grad():
+        features = model.encode(model._padded(img))
+    assert set(got) == set(features)
+    for name, f in features.items():
+        mean, std = channel_stats(f)
+        assert torch.allclose(got[name][0], mean, atol=1e-5)
+        assert torch.allclose(got[name][1], std, atol=1e-5)
+
+
+def test_one_tile_with_its_own_statistics_is_the_single_pass(encoder):
+    model = StyleNet(StyleNetConfig(width=8), encoder).at_strength(0.7)
+    model.set_style(torch.rand(1, 3, 32, 32))
+    img = torch.rand(1, 3, 40, 48)
+    tiled = model.for_tiles(img, [((0, 40, 0, 48), (0, 40, 0, 48))])
+    assert model.content_stats is None and tiled.strength == 0.7
+    with torch.no_grad():
+        assert torch.allclose(tiled(img), model(img), atol=1e-5)
