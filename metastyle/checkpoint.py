@@ -194,8 +194,16 @@ def generator_weights(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
     return tensors
 
 
-SHIPPED_INIT = Path(__file__).parent / "weights" / "meta_init.safetensors"
-SHIPPED_STYLENET = Path(__file__).parent / "weights" / "stylenet.safetensors"
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+# What `metastyle adapt`, `stylize --style` and the service start from: the encoder-decoder
+# (a stylization at k = 0, refined by adaptation).
+SHIPPED_INIT = WEIGHTS_DIR / "stylenet.safetensors"
+# The meta-trained Johnson network (the MetaStyle reproduction; `--base` selects it).
+SHIPPED_JOHNSON = WEIGHTS_DIR / "meta_init.safetensors"
+# How a delta names a shipped base: by file name, so it finds it in any install. Deltas written
+# before the encoder-decoder shipped say "shipped", which meant the Johnson init.
+SHIPPED_HINT = "shipped:"
+LEGACY_SHIPPED_HINT = "shipped"
 
 
 def save_generator(path: str | Path, model, meta: dict,
@@ -223,15 +231,27 @@ def encode_delta(model, base_path: str | Path, names: list[str], meta: dict) -> 
     return encode({n: weights[n] for n in names},
                   {"kind": "delta", "generator": model.config.to_dict(),
                    "base_hash": base_meta.get("weights_hash") or weights_hash(base_weights),
-                   "base_path": "shipped" if Path(base_path) == SHIPPED_INIT else str(base_path),
+                   "base_path": _base_hint(Path(base_path)),
                    **meta})
+
+
+def _base_hint(base_path: Path) -> str:
+    """``shipped:<name>`` for a file in the package's weights, else the path as given."""
+    if base_path.resolve().parent == WEIGHTS_DIR.resolve():
+        return SHIPPED_HINT + base_path.name
+    return str(base_path)
 
 
 def delta_base_file(path: str | Path, meta: dict) -> Path:
     """The base model file the delta at ``path`` (with metadata ``meta``) applies to."""
     path = Path(path)
-    hint = meta.get("base_path", "shipped")
-    base_file = SHIPPED_INIT if hint == "shipped" else Path(hint)
+    hint = meta.get("base_path", LEGACY_SHIPPED_HINT)
+    if hint == LEGACY_SHIPPED_HINT:
+        base_file = SHIPPED_JOHNSON
+    elif hint.startswith(SHIPPED_HINT):
+        base_file = WEIGHTS_DIR / Path(hint.removeprefix(SHIPPED_HINT)).name
+    else:
+        base_file = Path(hint)
     if not base_file.is_absolute() and not base_file.exists():
         base_file = path.parent / base_file
     if not base_file.is_file():

@@ -325,7 +325,9 @@ def adapt_cmd(
                                         "the base as it is)."),
     content: Optional[Path] = typer.Option(None, "--content", help="Folder of photos to adapt "
                                            "on (default: scikit-image's sample photos)."),
-    base: Optional[Path] = typer.Option(None, "--base", help="Base model (default: shipped init)."),
+    base: Optional[Path] = typer.Option(None, "--base", help="Base model (default: the shipped "
+                                      "encoder-decoder; the Johnson init is "
+                                      "metastyle/weights/meta_init.safetensors)."),
     output: Optional[Path] = typer.Option(None, "-o", "--output",
                                           help="Adapted model (default <style>.safetensors)."),
     preview: Optional[Path] = typer.Option(None, "--preview",
@@ -352,7 +354,8 @@ def adapt_cmd(
     seed: int = typer.Option(0, help="Seed for the content crops."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ):
-    """Adapt the meta-trained generator to a new style in K steps.
+    """Learn a new style: the shipped encoder-decoder stylizes it at once (k = 0), K steps
+    refine it.
 
     Example: metastyle adapt styles/mosaic.png --steps 10
     """
@@ -484,7 +487,9 @@ def serve_cmd(
     steps: Optional[int] = _ranged(None, "--steps", "-k", allowed=ADAPT["steps"],
                                    help="Adaptation steps per style, for every preset "
                                         "(default: the upload's preset)."),
-    base: Optional[Path] = typer.Option(None, "--base", help="Base model (default: shipped init)."),
+    base: Optional[Path] = typer.Option(None, "--base", help="Base model (default: the shipped "
+                                      "encoder-decoder; the Johnson init is "
+                                      "metastyle/weights/meta_init.safetensors)."),
 ):
     """Run the style-onboarding web app: upload a style, watch it learn, stylize photos.
 

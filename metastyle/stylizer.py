@@ -25,7 +25,6 @@ from torch import nn
 from .adapt_file import adapt_style_file
 from .checkpoint import (
     SHIPPED_INIT,
-    SHIPPED_STYLENET,
     check_model_suffix,
     delta_base_file,
     load_generator,
@@ -139,7 +138,8 @@ def adapt(style_image: ImageLike, steps: int | None = None, content=None,
     """Learn the style of ``style_image`` (file path, PIL image or tensor) in a few steps.
 
     ``content``: photos to adapt on (a folder or a list of files; default: scikit-image's
-    sample photos); ``base``: the generator to start from (default: the shipped meta-init);
+    sample photos); ``base``: the generator to start from (default: the shipped encoder-decoder,
+    whose k = 0 is its zero-shot stylization);
     ``steps`` / ``lr`` / ``subset`` / ``batch`` default to ``preset``'s ("fast": the base's
     recommendation; "quality": all parameters, 400 steps; see `metastyle.presets.PRESETS`);
     ``style_weight`` overrides the base's (higher = more style, less photo);
@@ -171,10 +171,7 @@ def adapt(style_image: ImageLike, steps: int | None = None, content=None,
 def zero_shot(style_image: ImageLike, base: str | Path | None = None) -> Stylizer:
     """A `Stylizer` for any painting in one forward pass, no adaptation: the encoder-decoder
     model at ``base`` (default: the shipped one) with the painting's style code."""
-    base_path = Path(base) if base is not None else SHIPPED_STYLENET
-    if not base_path.is_file() and base is None:
-        raise UserError(f"{base_path}: no encoder-decoder model is shipped yet; pass --base "
-                        "(a `metastyle export-init` of an encoder-decoder stage run)")
+    base_path = Path(base) if base is not None else SHIPPED_INIT
     model, meta = load_generator(base_path)
     if not isinstance(model, StyleNet):
         raise UserError(f"{base_path}: zero-shot needs an encoder-decoder model, not a "

@@ -242,9 +242,26 @@ def test_weights_hash_is_stable_and_sensitive(model):
     assert weights_hash(renamed) != weights_hash(model.state_dict())
 
 
-def test_shipped_init_is_a_loadable_generator():
-    model, meta = load_generator(checkpoint.SHIPPED_INIT)
+@pytest.mark.parametrize("shipped", [checkpoint.SHIPPED_INIT, checkpoint.SHIPPED_JOHNSON])
+def test_shipped_inits_are_loadable_generators(shipped):
+    model, meta = load_generator(shipped)
     assert meta["kind"] in ("generator", "training")
     with torch.no_grad():
         y = model(torch.rand(1, 3, 16, 16))
     assert y.shape == (1, 3, 16, 16) and torch.isfinite(y).all()
+
+
+def test_a_delta_names_a_shipped_base_by_file_name_and_the_old_name_means_the_johnson_init(
+        tmp_path):
+    """Deltas of a shipped base say ``shipped:<file>`` so any install finds it; deltas written
+    before the encoder-decoder shipped say ``shipped`` and still load on the Johnson init."""
+    model, _ = load_generator(checkpoint.SHIPPED_JOHNSON)
+    names = [n for n, _ in model.named_parameters()][:1]
+    out = tmp_path / "style.safetensors"
+    checkpoint.save_delta(out, model, checkpoint.SHIPPED_JOHNSON, names, {})
+    _, meta = checkpoint.read(out)
+    assert meta["base_path"] == "shipped:meta_init.safetensors"
+    assert checkpoint.delta_base_file(out, meta) == checkpoint.SHIPPED_JOHNSON
+    assert checkpoint.delta_base_file(out, {"base_path": "shipped"}) == checkpoint.SHIPPED_JOHNSON
+    assert checkpoint.delta_base_file(out, {"base_path": "shipped:stylenet.safetensors"}) == (
+        checkpoint.SHIPPED_INIT)

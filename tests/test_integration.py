@@ -45,7 +45,7 @@ def test_adapt_the_shipped_init_with_defaults_then_stylize(tmp_path):
     assert result.exit_code == 0, result.stderr
     assert out.stat().st_size <= 16 * 1024
     _, meta = checkpoint.read(out)
-    assert meta["kind"] == "delta" and meta["base_path"] == "shipped"
+    assert meta["kind"] == "delta" and meta["base_path"] == "shipped:stylenet.safetensors"
     assert meta["support_loss_after"] < meta["support_loss_before"]
     assert (tmp_path / "mosaic_preview.jpg").is_file()
     model, _ = checkpoint.load_generator(out)
