@@ -13,7 +13,7 @@ from typing import Callable
 from .adaptation import (AdaptResult, adapt, adaptation_crops, evaluate_terms, fresh_crops,
                          start_task)
 from .checkpoint import check_model_suffix, encode_delta, load_generator
-from .config import BenchConfig, LossConfig
+from .config import LossConfig
 from .errors import UserError
 from .images import (check_output_suffix, check_outputs, encode_image, load_image, load_tensor,
                      pil_to_tensor, resize_long_side, write_files)
@@ -23,8 +23,9 @@ from .presets import AdaptSettings
 from .runtime import seeded_generator
 
 # The fixed crops `metastyle adapt` reports its loss before/after on (adaptation itself streams
-# new crops): the benchmark's support-set size.
-SUPPORT_CROPS = BenchConfig().support_crops
+# new crops). Four, not the benchmark's eight: at eight the two reports took a third of a
+# 10-step adapt of the encoder-decoder on 2 cores (experiments/LOG.md, 2026-12-01).
+REPORT_CROPS = 4
 PREVIEW_SIZE = 384  # long side of the preview image
 
 
@@ -53,7 +54,7 @@ def adapt_style_file(style_path, base_path, contents: list, settings: AdaptSetti
     style = pil_to_tensor(resize_long_side(style_img, data.get("style_size", 192)))
     crop = data.get("crop", 96)
     # adaptation streams new crops (see fresh_crops); a fixed set reports the loss before/after
-    support = adaptation_crops(contents, max(settings.batch * 2, SUPPORT_CROPS), crop,
+    support = adaptation_crops(contents, max(settings.batch * 2, REPORT_CROPS), crop,
                                seeded_generator(settings.seed))
     base = start_task(base, style)  # the encoder-decoder's k = 0: the zero-shot stylization
     targets = loss_fn.style_targets(style)
