@@ -1,5 +1,5 @@
 # Two entry points, each sets itself up on a fresh machine (Python 3.11+ is all it needs):
-#   make demo   adapt the shipped meta-init to a bundled style; writes the model + a preview
+#   make demo   learn a bundled style with the shipped model; writes the style file + a preview
 #   make test   run the test suite
 PY ?= python3
 VENV := .venv
