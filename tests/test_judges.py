@@ -1,10 +1,14 @@
-"""The independent judges: the photo scores zero gain, the style itself full gain."""
+"""The independent judges: the photo scores zero gain, the style itself full gain; a win needs
+both style judges; a missing embedding judge is reported as missing."""
+
+import sys
 
 import pytest
 import torch
 
 from metastyle.encoders import load_encoder
-from metastyle.judges import Judges
+from metastyle.errors import UserError
+from metastyle.judges import SSIM_SLACK, Judges, mean, wins, with_embedding_if_installed
 
 
 @pytest.fixture(scope="module")
@@ -44,3 +48,30 @@ def test_a_blend_scores_between_the_two(judges):
     assert 0.0 < scores["gram_gain"] < 1.0
     assert 0.0 < scores["embedding_gain"] < 1.0
     assert 0.3 < scores["ssim"] < 1.0
+
+
+def _style(gram, embedding, ssim):
+    return {"gram_gain": gram, "embedding_gain": embedding, "ssim": ssim}
+
+
+def test_a_win_needs_both_style_judges_at_comparable_ssim():
+    peer = [_style(0.5, 0.5, 0.5)] * 4
+    rows = [_style(0.6, 0.6, 0.5),  # both judges higher: a win
+            _style(0.9, 0.4, 0.5),  # the embedding judge disagrees: no win
+            _style(0.6, 0.6, 0.5 - SSIM_SLACK - 0.01),  # more stylized by losing the photo
+            _style(0.6, 0.6, 0.5 - SSIM_SLACK)]  # within the slack: a win
+    assert wins(rows, peer) == 2
+    assert wins(peer, peer) == 0  # a tie is no win
+    assert wins([_style(0.9, None, 0.9)], [_style(0.1, None, 0.1)]) is None
+    assert mean([0.2, 0.4]) == pytest.approx(0.3) and mean([0.2, None]) is None
+
+
+def test_without_onnxruntime_the_embedding_judge_is_missing_not_zero(monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if not installed
+    with pytest.raises(UserError, match=r"onnxruntime.*metastyle\[judges\]"):
+        Judges(load_encoder("random", seed=0))
+    judges, missing = with_embedding_if_installed(load_encoder("random", seed=0))
+    assert "onnxruntime" in missing
+    photo, style = _pair()
+    scores = judges.score(0.5 * photo + 0.5 * style, judges.reference(photo, style))
+    assert scores["embedding_gain"] is None and 0.0 < scores["gram_gain"] < 1.0
