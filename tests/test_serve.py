@@ -1,11 +1,13 @@
 """Tests for `metastyle serve` (FastAPI TestClient): the onboarding flow, bad uploads, unknown
-ids, the bounded queue, persistence across restarts, delete. Tiny base model, 2 steps."""
+ids, the bounded queue, persistence across restarts, delete, the zero-shot model served while
+an encoder-decoder base's adaptation runs. Tiny base models, 2 steps."""
 
 import io
 import re
 import threading
 import time
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -14,8 +16,10 @@ pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
 import metastyle.serve.app as serve_app  # noqa: E402
+import metastyle.serve.zeroshot as serve_zeroshot  # noqa: E402
 from metastyle.errors import UserError  # noqa: E402
 from metastyle.serve import create_app  # noqa: E402
+from metastyle.stylizer import load_stylizer, zero_shot  # noqa: E402
 
 HEX32 = re.compile(r"[0-9a-f]{32}")
 
@@ -27,12 +31,27 @@ def data_dir(tmp_path):
 
 @pytest.fixture
 def make_client(data_dir, base_model, tiny_corpus):
-    def make(**options):
-        app = create_app(data_dir, base=base_model, steps=2, content=tiny_corpus / "content",
+    def make(base=base_model, **options):
+        app = create_app(data_dir, base=base, steps=2, content=tiny_corpus / "content",
                          **options)
         return TestClient(app)
 
     return make
+
+
+@pytest.fixture
+def blocked_adapt(monkeypatch):
+    """Adaptation jobs wait for ``release`` before adapting; ``started`` is set by the first."""
+    release, started = threading.Event(), threading.Event()
+    real_adapt = serve_app.adapt
+
+    def adapt(*args, **kwargs):
+        started.set()
+        release.wait(30)
+        return real_adapt(*args, **kwargs)
+
+    monkeypatch.setattr(serve_app, "adapt", adapt)
+    return started, release
 
 
 @pytest.fixture
@@ -73,17 +92,20 @@ def test_upload_poll_then_stylize_returns_a_jpeg(make_client, style_png, photo):
         assert response.status_code == 202
         ids = response.json()
         assert HEX32.fullmatch(ids["job_id"]) and HEX32.fullmatch(ids["style_id"])
+        assert ids["zero_shot"] is False  # a Johnson base
         status = wait_for_job(client, ids["job_id"])
         assert status == {"state": "done", "step": 2, "steps": 2, "loss": status["loss"],
-                          "eta_seconds": 0.0, "error": None}
+                          "eta_seconds": 0.0, "error": None, "zero_shot": False}
         assert status["loss"] > 0
         [listed] = client.get("/styles").json()
         assert listed["id"] == ids["style_id"] and listed["name"] == "style0.png"
         assert listed["steps"] == 2 and listed["loss_after"] > 0
+        assert listed["zero_shot"] is False
 
         result = stylize(client, ids["style_id"], photo, strength="0.5", preserve_colour="true",
                          max_size="32")
         assert result.status_code == 200 and result.headers["content-type"] == "image/jpeg"
+        assert result.headers["x-metastyle-stage"] == "adapted"
         image = Image.open(io.BytesIO(result.content))
         assert image.format == "JPEG" and image.size == (32, 26)  # 40x32 scaled to long side 32
         assert stylize(client, ids["style_id"], photo).status_code == 200  # form defaults
@@ -167,16 +189,8 @@ def test_unknown_and_malformed_ids_are_404(make_client, photo):
             assert client.get(path).status_code in (404, 405)
 
 
-def test_a_full_queue_answers_429_at_once(make_client, style_png, monkeypatch):
-    release, started = threading.Event(), threading.Event()
-    real_adapt = serve_app.adapt
-
-    def blocked_adapt(*args, **kwargs):
-        started.set()
-        release.wait(30)
-        return real_adapt(*args, **kwargs)
-
-    monkeypatch.setattr(serve_app, "adapt", blocked_adapt)
+def test_a_full_queue_answers_429_at_once(make_client, style_png, blocked_adapt):
+    started, release = blocked_adapt
     with make_client(workers=1, queue_size=1) as client:
         running = upload(client, style_png).json()
         assert started.wait(30)
@@ -193,15 +207,86 @@ def test_a_full_queue_answers_429_at_once(make_client, style_png, monkeypatch):
         assert upload(client, style_png).status_code == 202  # room again
 
 
-def test_a_failed_adaptation_is_reported_and_not_listed(make_client, style_png, monkeypatch):
+@pytest.mark.parametrize("base", ["base_model", "stylenet_base"])
+def test_a_failed_adaptation_is_reported_and_not_listed(make_client, style_png, photo, base,
+                                                        request, monkeypatch):
     def failing_adapt(*args, **kwargs):
         raise UserError("content (photos/): no readable content images")
 
     monkeypatch.setattr(serve_app, "adapt", failing_adapt)
-    with make_client() as client:
-        status = wait_for_job(client, upload(client, style_png).json()["job_id"])
+    with make_client(base=request.getfixturevalue(base)) as client:
+        ids = upload(client, style_png).json()
+        status = wait_for_job(client, ids["job_id"])
         assert status["state"] == "failed" and "no readable content" in status["error"]
+        assert status["zero_shot"] is False
         assert client.get("/styles").json() == []
+        assert stylize(client, ids["style_id"], photo).status_code == 404  # not even zero-shot
+
+
+def _pixels(image) -> np.ndarray:
+    """A response's JPEG, or a PIL image sent through the service's JPEG encoding, as pixels."""
+    if isinstance(image, Image.Image):
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=90)
+        return _pixels(buffer.getvalue())
+    return np.asarray(Image.open(io.BytesIO(image)))
+
+
+def test_an_encoder_decoder_style_is_served_zero_shot_until_its_adaptation_is_done(
+        make_client, stylenet_base, tiny_corpus, style_png, photo, data_dir, blocked_adapt,
+        monkeypatch):
+    started, release = blocked_adapt
+    made = []
+
+    def counted_zero_shot(*args):
+        made.append(args)
+        return zero_shot(*args)
+
+    monkeypatch.setattr(serve_zeroshot, "zero_shot", counted_zero_shot)
+    with make_client(base=stylenet_base) as client:
+        ids = upload(client, style_png).json()
+        assert ids["zero_shot"] is True
+        assert started.wait(30)
+        status = client.get(f"/jobs/{ids['job_id']}").json()
+        assert status["state"] == "running" and status["zero_shot"] is True
+        [listed] = client.get("/styles").json()
+        assert listed["id"] == ids["style_id"] and listed["zero_shot"] is True
+        assert listed["name"] == "style0.png" and listed["steps"] == 2
+        instant = [stylize(client, ids["style_id"], photo) for _ in range(2)]
+        assert [r.status_code for r in instant] == [200, 200], instant[0].text
+        assert [r.headers["x-metastyle-stage"] for r in instant] == ["zero-shot"] * 2
+        k0 = zero_shot(tiny_corpus / "style/style0.png", stylenet_base).stylize(photo)
+        assert np.array_equal(_pixels(instant[0].content), _pixels(k0))
+        assert len(made) == 1  # one zero-shot model per style, kept while it is learned
+        refused = client.delete(f"/styles/{ids['style_id']}")
+        assert refused.status_code == 409 and "being learned" in refused.json()["detail"]
+
+        release.set()
+        done = wait_for_job(client, ids["job_id"])
+        assert done["state"] == "done" and done["zero_shot"] is False
+        [listed] = client.get("/styles").json()
+        assert listed["zero_shot"] is False and listed["loss_after"] > 0
+        adapted = stylize(client, ids["style_id"], photo)
+        assert adapted.status_code == 200 and adapted.headers["x-metastyle-stage"] == "adapted"
+        refined = load_stylizer(data_dir / f"{ids['style_id']}.safetensors").stylize(photo)
+        assert np.array_equal(_pixels(adapted.content), _pixels(refined))
+        assert not np.array_equal(_pixels(adapted.content), _pixels(k0))
+
+
+def test_a_johnson_style_is_unknown_until_its_adaptation_is_done(make_client, style_png, photo,
+                                                                 blocked_adapt):
+    started, release = blocked_adapt
+    with make_client() as client:
+        ids = upload(client, style_png).json()
+        assert ids["zero_shot"] is False
+        assert started.wait(30)
+        assert client.get(f"/jobs/{ids['job_id']}").json()["zero_shot"] is False
+        assert client.get("/styles").json() == []
+        early = stylize(client, ids["style_id"], photo)
+        assert early.status_code == 404 and "unknown style" in early.json()["detail"]
+        release.set()
+        assert wait_for_job(client, ids["job_id"])["state"] == "done"
+        assert stylize(client, ids["style_id"], photo).headers["x-metastyle-stage"] == "adapted"
 
 
 def test_styles_persist_across_restarts_and_can_be_deleted(make_client, style_png, photo,

@@ -2,7 +2,8 @@
 
 Upload a style image, watch it being learned (a few adaptation steps), then stylize photos
 with it; styles are kept on disk across restarts. Routes are in `app`, the bounded worker
-pool in `jobs`, the on-disk style folder in `store`, the page in ``static/``.
+pool in `jobs`, the on-disk style folder in `store`, the zero-shot (k = 0) models of styles
+still being learned in `zeroshot`, the page in ``static/``.
 Needs the ``serve`` extra (FastAPI, uvicorn, python-multipart).
 """
 

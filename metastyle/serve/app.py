@@ -1,9 +1,11 @@
 """HTTP routes of the style-onboarding service (FastAPI).
 
 An app onboards a style in three calls: upload a style image (202 + a job to poll), poll the
-job's progress, then stylize photos with the new style. Uploads are untrusted: they are size-
-and pixel-limited and fully decoded before any work is queued, and every bad one is a 4xx with
-a one-line JSON ``detail``. The model, steps and content photos are injectable so tests can run
+job's progress, then stylize photos with the new style. With an encoder-decoder base the style
+is usable at once: until its job is done, stylize answers with the zero-shot (k = 0) model, and
+the ``X-Metastyle-Stage`` header says which model answered. Uploads are untrusted: they are
+size- and pixel-limited and fully decoded before any work is queued, and every bad one is a 4xx
+with a one-line JSON ``detail``. The model, steps and content photos are injectable so tests can run
 a tiny generator with the random encoder.
 """
 
@@ -31,6 +33,7 @@ from ..presets import resolve_settings
 from ..stylizer import adapt
 from .jobs import JobPool, QueueFull
 from .store import StyleStore, new_id, valid_id
+from .zeroshot import ZeroShotStyles
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,9 @@ MAX_PIXELS = 25_000_000
 MAX_OUTPUT_SIDE = 2048
 OUTPUT_SIDE = Range(STYLIZE["max_size"].low, MAX_OUTPUT_SIDE, integer=True)
 _FORM_OVERHEAD = 64 * 1024  # multipart boundaries and the small form fields
+STAGE_HEADER = "X-Metastyle-Stage"
+STAGES = {"zero-shot": "its zero-shot (k = 0) model, while its adaptation is queued or running",
+          "adapted": "its adapted model, once its adaptation is done"}
 
 
 class BodyLimit:
@@ -96,6 +102,7 @@ def create_app(data_dir: str | Path, base: str | Path | None = None, steps: int 
     base = Path(base).resolve() if base is not None else SHIPPED_INIT
     _, base_meta = read(base)  # fail now, not on the first upload, if the base is missing or bad
     store = StyleStore(data_dir)
+    learning = ZeroShotStyles(base, base_meta)
     pool = JobPool(workers, queue_size)
     stylize_slots = threading.BoundedSemaphore(stylize_workers + stylize_queue)  # in the house
     stylize_running = threading.BoundedSemaphore(stylize_workers)  # of those, computing
@@ -158,6 +165,9 @@ def create_app(data_dir: str | Path, base: str | Path | None = None, steps: int 
     @app.post("/styles", status_code=202)
     def add_style(style: UploadFile = File(...), preset: str = Form("fast"),
                   colour_weight: float | None = Form(None)):
+        """Upload a style image: the answer names the adaptation job to poll and the style.
+        ``zero_shot`` true (an encoder-decoder base): the style can be stylized at once, with
+        its zero-shot (k = 0) model until the job is done, then with the adapted one."""
         # settings resolved (and checked: the CLI's ranges, metastyle.limits) up front: a bad
         # one is a 400, and steps drive progress
         chosen = resolve_settings(base_meta, preset, steps=steps, colour_weight=colour_weight)
@@ -172,52 +182,77 @@ def create_app(data_dir: str | Path, base: str | Path | None = None, steps: int 
             pool.release(job)
             raise
         style_id = new_id()
+        info = {"name": name, "preset": preset, "subset": chosen.subset, "steps": chosen.steps,
+                "colour_weight": chosen.colour_weight, "job_id": job.id}
+        learning.add(style_id, job, image, info)
 
         def work(job):
-            stylizer = adapt(image, content=content, base=base, on_step=job.progress,
-                             settings=chosen)
-            provenance = stylizer.provenance
-            store.add(style_id, stylizer, {
-                "name": name, "preset": preset, "subset": chosen.subset, "steps": chosen.steps,
-                "colour_weight": chosen.colour_weight,
-                "seconds": provenance["seconds"],
-                "loss_before": provenance["support_loss_before"],
-                "loss_after": provenance["support_loss_after"],
-                "job_id": job.id, "job_loss": job.loss})
+            try:
+                stylizer = adapt(image, content=content, base=base, on_step=job.progress,
+                                 settings=chosen)
+                provenance = stylizer.provenance
+                store.add(style_id, stylizer, {
+                    **info, "seconds": provenance["seconds"],
+                    "loss_before": provenance["support_loss_before"],
+                    "loss_after": provenance["support_loss_after"], "job_loss": job.loss})
+            finally:  # stored, it is served adapted; failed, it is not served at all
+                learning.remove(style_id)
 
         pool.start(job, work)
-        return {"job_id": job.id, "style_id": style_id}
+        return {"job_id": job.id, "style_id": style_id, "zero_shot": learning.available}
 
     @app.get("/jobs/{job_id}")
     def job_status(job_id: str):
+        """An adaptation job's progress; ``zero_shot`` true while its style is stylized with
+        the zero-shot (k = 0) model (an encoder-decoder base, the job queued or running)."""
         if not valid_id(job_id):
             raise _not_found("job", job_id)
         job = pool.get(job_id)
         if job is not None:
-            return job.status()
+            return {**job.status(), "zero_shot": learning.serves(job)}
         record = store.find_job(job_id)  # a finished job of an earlier run of the server
         if record is not None:
             return {"state": "done", "step": record["steps"], "steps": record["steps"],
-                    "loss": record.get("job_loss"), "eta_seconds": 0.0, "error": None}
+                    "loss": record.get("job_loss"), "eta_seconds": 0.0, "error": None,
+                    "zero_shot": False}
         raise HTTPException(404, f"unknown job {job_id!r}: not a job of this server run "
                                  "(unknown after restart: jobs in progress are kept in memory; "
                                  "finished ones are in GET /styles)")
 
     @app.get("/styles")
     def list_styles():
-        return store.styles()
+        """The styles that can be stylized, newest first: the adapted ones (``zero_shot``
+        false) and, with an encoder-decoder base, those still being learned, served by their
+        zero-shot (k = 0) model meanwhile (``zero_shot`` true; no loss or time yet)."""
+        stored = [{**record, "zero_shot": False} for record in store.styles()]
+        done = {record["id"] for record in stored}
+        styles = stored + [r for r in learning.records() if r["id"] not in done]
+        return sorted(styles, key=lambda record: record["created"], reverse=True)
 
     @app.delete("/styles/{style_id}", status_code=204)
     def delete_style(style_id: str):
+        """Delete an adapted style; one still being learned is a 409 until its job is done."""
+        if learning.record(style_id) is not None:
+            raise HTTPException(409, f"style {style_id!r} is still being learned: delete it "
+                                     "once its job is done")
         if not store.delete(style_id):
             raise _not_found("style", style_id)
 
-    @app.post("/styles/{style_id}/stylize")
+    @app.post("/styles/{style_id}/stylize", response_class=Response, responses={200: {
+        "content": {"image/jpeg": {}}, "description": "The stylized photo (JPEG).",
+        "headers": {STAGE_HEADER: {
+            "description": "Which model of the style answered: " + "; ".join(
+                f"'{stage}' = {what}" for stage, what in STAGES.items()) + ".",
+            "schema": {"type": "string", "enum": list(STAGES)}}}}})
     def stylize(style_id: str, photo: UploadFile = File(...), strength: float = Form(1.0),
                 preserve_colour: bool = Form(False), max_size: int = Form(1024)):
+        """Stylize a photo with a style's adapted model, or, while an encoder-decoder base's
+        adaptation of it is queued or running, with its zero-shot (k = 0) model; the
+        X-Metastyle-Stage header says which. A style is unknown (404) while a Johnson base's
+        adaptation of it runs, and after its adaptation failed (upload it again)."""
         STYLIZE["strength"].check(strength, "strength")  # the CLI's ranges (metastyle.limits)
         OUTPUT_SIDE.check(max_size, "max_size")
-        if store.info(style_id) is None:
+        if store.info(style_id) is None and learning.record(style_id) is None:
             raise _not_found("style", style_id)
         if not stylize_slots.acquire(blocking=False):  # before the upload is decoded
             raise HTTPException(429, "busy: too many photos are being stylized; "
@@ -226,8 +261,10 @@ def create_app(data_dir: str | Path, base: str | Path | None = None, steps: int 
             _, image = read_image(photo, "photo")
             if max(image.size) > max_size:
                 image = resize_long_side(image, max_size)
-            with stylize_running:
-                stylizer = store.stylizer(style_id)
+            with stylize_running:  # a zero-shot model is made on first use: in bounds
+                stylizer, stage = store.stylizer(style_id), "adapted"
+                if stylizer is None:
+                    stylizer, stage = learning.stylizer(style_id), "zero-shot"
                 if stylizer is None:
                     raise _not_found("style", style_id)
                 result = stylizer.stylize(image, strength, preserve_colour)
@@ -235,7 +272,8 @@ def create_app(data_dir: str | Path, base: str | Path | None = None, steps: int 
             stylize_slots.release()
         buffer = io.BytesIO()
         result.save(buffer, format="JPEG", quality=90)
-        return Response(buffer.getvalue(), media_type="image/jpeg")
+        return Response(buffer.getvalue(), media_type="image/jpeg",
+                        headers={STAGE_HEADER: stage})
 
     return app
 

@@ -38,6 +38,11 @@ class Job:
     error: str | None = None
     started: float | None = None
 
+    @property
+    def active(self) -> bool:
+        """Queued or running: not finished yet."""
+        return self.state in ("queued", "running")
+
     def progress(self, step: int, loss: float) -> None:
         """An ``on_step(i, loss)`` callback (i counts from 0)."""
         self.step, self.loss = step + 1, loss
@@ -85,7 +90,7 @@ class JobPool:
         nothing); then `start` it, or `release` the slot. Raises `QueueFull`."""
         job = Job(steps)
         with self._lock:
-            active = sum(j.state in ("queued", "running") for j in self._jobs.values())
+            active = sum(j.active for j in self._jobs.values())
             if self._closed or active >= self._capacity:
                 raise QueueFull
             self._jobs[job.id] = job

@@ -1,10 +1,14 @@
 "use strict";
 // The onboarding page: upload a style, poll its job, stylize a photo with it.
+// With an encoder-decoder base a style is usable at once: the page shows the zero-shot
+// (k = 0) result right after the upload and swaps in the adapted one when the job is done.
 // Plain browser APIs only (fetch, FormData, object URLs), so it works offline.
 
 const $ = (id) => document.getElementById(id);
 let resultUrl = null;
 let pending = null; // AbortController of the stylize request in flight
+let styles = new Map(); // id -> record of GET /styles
+let learning = false; // a job of this page is running: one at a time
 
 function showError(message = "") {
   $("error").textContent = message;
@@ -23,14 +27,20 @@ async function api(path, options = {}) {
 }
 
 function updateButtons() {
-  $("learn").disabled = !$("style-file").files.length;
-  $("delete-style").disabled = !$("style-select").value;
+  $("learn").disabled = learning || !$("style-file").files.length;
+  const style = styles.get($("style-select").value);
+  $("delete-style").disabled = !style || style.zero_shot; // the server refuses until it is done
+}
+
+function styleLabel(style) {
+  const when = style.zero_shot ? "learning…" : new Date(style.created * 1000).toLocaleString();
+  return `${style.name} (${when})`;
 }
 
 async function loadStyles(selectId) {
-  const styles = await (await api("/styles")).json();
-  $("style-select").replaceChildren(...styles.map((s) =>
-    new Option(`${s.name} (${new Date(s.created * 1000).toLocaleString()})`, s.id)));
+  const list = await (await api("/styles")).json();
+  styles = new Map(list.map((s) => [s.id, s]));
+  $("style-select").replaceChildren(...list.map((s) => new Option(styleLabel(s), s.id)));
   if (selectId) $("style-select").value = selectId;
   updateButtons();
 }
@@ -58,19 +68,29 @@ async function poll(jobId) {
 
 async function learn() {
   showError();
-  $("learn").disabled = true;
+  learning = true;
+  updateButtons();
+  let job = null;
   try {
     const form = new FormData();
     form.append("style", $("style-file").files[0]);
     if ($("match-tone").checked) form.append("colour_weight", "10");
-    const job = await (await api("/styles", { method: "POST", body: form })).json();
+    job = await (await api("/styles", { method: "POST", body: form })).json();
+    if (job.zero_shot) { // usable now: show k = 0 while the job refines it
+      await loadStyles(job.style_id);
+      stylize();
+    }
     await poll(job.job_id);
     await loadStyles(job.style_id);
     await stylize();
   } catch (error) {
     $("job-status").textContent = "";
     showError(error.message);
+    if (job && job.zero_shot) { // a failed style is no longer served: take it off the list
+      loadStyles().catch((listError) => showError(`${error.message}\n${listError.message}`));
+    }
   } finally {
+    learning = false;
     updateButtons();
   }
 }
@@ -90,10 +110,13 @@ async function stylize() {
   $("result-status").textContent = "stylizing…";
   try {
     const url = `/styles/${styleId}/stylize`;
-    const blob = await (await api(url, { method: "POST", body: form, signal: pending.signal })).blob();
+    const response = await api(url, { method: "POST", body: form, signal: pending.signal });
+    const blob = await response.blob();
     if (resultUrl) URL.revokeObjectURL(resultUrl);
     resultUrl = URL.createObjectURL(blob);
     $("result").src = resultUrl;
+    $("result-stage").textContent = response.headers.get("X-Metastyle-Stage") === "zero-shot"
+      ? "k = 0 (instant)" : `k = ${styles.get(styleId).steps} (adapted)`;
     $("download").href = resultUrl;
     $("download").hidden = false;
     $("result-status").textContent = "";
