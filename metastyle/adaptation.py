@@ -22,6 +22,7 @@ from .corpus import random_crops
 from .generator import adapt_parameter_names
 from .images import load_image
 from .losses import PerceptualLoss
+from .meta import AdamDirection
 from .runtime import seeded_generator
 
 # Decoded photos a crop stream keeps in memory (a few MB each at typical photo sizes).
@@ -76,7 +77,11 @@ def adapt(base: nn.Module, loss_fn: PerceptualLoss, style_targets: dict,
     chosen = set(names)
     for name, param in model.named_parameters():
         param.requires_grad_(name in chosen)
-    optimizer = torch.optim.Adam([model.get_parameter(n) for n in names], lr=lr)
+    params = [model.get_parameter(n) for n in names]
+    # The meta-training inner loop's Adam (torch.optim.Adam's update, tested equal): the init
+    # is meta-trained for exactly these steps, and building a torch.optim optimizer imports
+    # torch._dynamo, 3.6 s of a 2-core CPU's `metastyle adapt` (experiments/LOG.md, 2026-12-01).
+    direction = AdamDirection()
     result = AdaptResult(model, names)
     if probe:
         probe(0, model)
@@ -84,9 +89,10 @@ def adapt(base: nn.Module, loss_fn: PerceptualLoss, style_targets: dict,
         start = time.perf_counter()
         content = batches(step)
         loss = loss_fn(model(content), content, style_targets)["total"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        grads = torch.autograd.grad(loss, params)
+        with torch.no_grad():
+            for param, update in zip(params, direction(names, grads)):
+                param.sub_(lr * update)
         result.seconds += time.perf_counter() - start
         result.losses.append(loss.item())
         if on_step:
