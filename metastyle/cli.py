@@ -348,9 +348,9 @@ def adapt_cmd(
     batch: Optional[int] = _ranged(None, "--batch", allowed=ADAPT["batch"],
                                    help="Content crops per step (default: the preset's)."),
     preset: str = _choice("fast", "--preset", choices=PRESET_NAMES,
-                          help="fast: the base's few-step setting (6 KB file); "
-                               "quality: all parameters, 400 steps (minutes, 1.1 MB, more "
-                               "painterly). Explicit options override it."),
+                          help="fast: the base's own setting (a 12 KB file with the shipped "
+                               "model); quality: every parameter, 100-400 steps (minutes, "
+                               "a file of the whole generator). Explicit options override it."),
     seed: int = typer.Option(0, help="Seed for the content crops."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ):

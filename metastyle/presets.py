@@ -18,11 +18,16 @@ from .generator import ADAPT_SUBSETS
 from .limits import ADAPT, PRESET_NAMES, check_all
 
 # Named starting points for `metastyle adapt --preset`; explicit options override them.
-# fast: the base's own recommendation (what its benchmark chose; norm-only, 6 KB files).
-# quality: every parameter, 400 steps of 4 fresh crops: painting-like texture in minutes on a
-# CPU, 1.1 MB files (experiments/results/quality).
+# fast: the base's own recommendation (what its selection chose; a style code + affines file).
+# quality: every parameter, 400 steps of 4 fresh crops: with the Johnson init, painting-like
+# texture in minutes on a CPU, 1.1 MB files (experiments/results/quality).
 PRESETS = {"fast": {}, "quality": {"steps": 400, "lr": 0.001, "subset": "all", "batch": 4}}
 assert tuple(PRESETS) == PRESET_NAMES
+# What a generator kind changes in a preset. The encoder-decoder's decoder is already trained,
+# so "quality" takes a tenth of the rate: at 0.001 ten steps wrecked it (Gram gain 0.82 ->
+# -0.44 on 6 train styles), at 1e-4 ten steps raised it to 0.86 (experiments/LOG.md,
+# 2026-12-01); 100 steps keep it to minutes on a CPU. Not yet chosen by a rule.
+KIND_PRESETS = {"stylenet": {"quality": {"steps": 100, "lr": 1e-4}}}
 DEFAULT_BATCH = 2
 # The colour term's weight in every preset's adaptation objective (losses.colour_error). Off:
 # chosen on train styles, it costs the init's own objective 2.2% (weight 3) / 2.8% (weight 10),
@@ -55,7 +60,8 @@ def resolve_settings(base_meta: dict, preset: str = "fast", *, steps: int | None
                      lr: float | None = None, subset: str | None = None,
                      batch: int | None = None, colour_weight: float | None = None,
                      style_weight: float | None = None, seed: int = 0) -> AdaptSettings:
-    """Explicit values (not None), else the preset's, else the base's recommendation."""
+    """Explicit values (not None), else the preset's (as the base's generator kind sets it),
+    else the base's recommendation."""
     if preset not in PRESETS:
         raise UserError(f"adapt preset {preset!r}: expected one of {', '.join(PRESETS)}")
     given = {"steps": steps, "lr": lr, "subset": subset, "batch": batch,
@@ -64,7 +70,9 @@ def resolve_settings(base_meta: dict, preset: str = "fast", *, steps: int | None
     check_subset(subset)
     chosen = {name: base_meta.get(key, FALLBACK[name]) for name, key in RECOMMENDED.items()}
     chosen |= {"batch": DEFAULT_BATCH, "colour_weight": DEFAULT_COLOUR_WEIGHT}
-    settings = AdaptSettings(**(chosen | PRESETS[preset]
+    kind = base_meta.get("generator", {}).get("kind", "johnson")
+    chosen |= PRESETS[preset] | KIND_PRESETS.get(kind, {}).get(preset, {})
+    settings = AdaptSettings(**(chosen
                                 | {k: v for k, v in given.items() if v is not None}),
                              seed=seed, preset=preset)
     # and what the base file recommends (a model file is user input too)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from metastyle.presets import DEFAULT_COLOUR_WEIGHT, PRESETS, resolve_settings
+from metastyle.presets import DEFAULT_COLOUR_WEIGHT, KIND_PRESETS, PRESETS, resolve_settings
 from metastyle.errors import UserError
 
 BASE_META = {"adapt_steps": 50, "adapt_lr": 0.1, "adapt_subset": "norm"}
@@ -32,3 +32,13 @@ def test_an_unknown_preset_is_a_user_error_naming_the_choices():
 def test_a_negative_colour_weight_is_a_user_error():
     with pytest.raises(UserError, match="colour_weight -1.0: must be"):
         resolve_settings(BASE_META, colour_weight=-1.0)
+
+
+def test_the_encoder_decoder_takes_its_own_quality_rate_and_keeps_the_rest_of_the_preset():
+    johnson = resolve_settings(BASE_META, preset="quality")
+    stylenet = resolve_settings(BASE_META | {"generator": {"kind": "stylenet"}}, preset="quality")
+    assert stylenet.lr == KIND_PRESETS["stylenet"]["quality"]["lr"] < johnson.lr
+    assert (stylenet.subset, stylenet.batch) == (johnson.subset, johnson.batch)
+    assert resolve_settings(BASE_META | {"generator": {"kind": "stylenet"}}, preset="quality",
+                            lr=0.01).lr == 0.01
+    assert resolve_settings(BASE_META | {"generator": {"kind": "stylenet"}}).steps == 50
