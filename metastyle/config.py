@@ -67,6 +67,9 @@ class LossConfig:
     style_weight: float = 3.0
     tv_weight: float = 0.1
     colour_weight: float = 0.0  # RGB mean/std against the style image (losses.colour_error)
+    # gram: Gram matrices (Gatys, Johnson); moments: channel means and standard deviations
+    # (AdaIN's style loss, Huang & Belongie 2017), what the encoder-decoder was trained with
+    style_statistic: str = "gram"
     content_layers: list[str] = field(default_factory=lambda: ["relu2_2"])
     style_layers: list[str] = field(
         default_factory=lambda: ["relu1_2", "relu2_2", "relu3_3", "relu4_3"])

@@ -13,6 +13,8 @@ from torch import nn
 
 from .config import LossConfig
 from .encoders import Encoder, shared_encoder
+from .errors import UserError
+from .stylenet import channel_stats
 
 _EPS = 1e-8
 
@@ -22,6 +24,15 @@ def gram(features: torch.Tensor) -> torch.Tensor:
     b, c, h, w = features.shape
     flat = features.reshape(b, c, h * w)
     return flat @ flat.transpose(1, 2) / (c * h * w)
+
+
+def moments(features: torch.Tensor) -> torch.Tensor:
+    """Per-channel means and standard deviations, concatenated, shape (B, 2C)."""
+    return torch.cat(channel_stats(features), dim=1)
+
+
+# A style image's statistic at each style layer, matched by the style term.
+STYLE_STATISTICS = {"gram": gram, "moments": moments}
 
 
 def relative_error(value: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -72,6 +83,10 @@ class PerceptualLoss(nn.Module):
         super().__init__()
         self.encoder = encoder
         self.config = config if config is not None else LossConfig()
+        if self.config.style_statistic not in STYLE_STATISTICS:
+            raise UserError(f"loss style_statistic {self.config.style_statistic!r}: choose one "
+                            f"of {', '.join(STYLE_STATISTICS)}")
+        self.statistic = STYLE_STATISTICS[self.config.style_statistic]
         self.layers = tuple(dict.fromkeys([*self.config.content_layers,
                                            *self.config.style_layers]))
 
@@ -81,7 +96,8 @@ class PerceptualLoss(nn.Module):
         image (1,3,H,W); computed once per style and reused."""
         feats = self.encoder(style, self.config.style_layers)
         mean, std = colour_moments(style)
-        return {name: gram(f) for name, f in feats.items()} | {"rgb/mean": mean, "rgb/std": std}
+        return ({name: self.statistic(f) for name, f in feats.items()}
+                | {"rgb/mean": mean, "rgb/std": std})
 
     @torch.no_grad()
     def content_targets(self, content: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -97,8 +113,9 @@ class PerceptualLoss(nn.Module):
         content_loss = sum(relative_error(feats[n], content_feats[n]) for n in w.content_layers)
         terms["content"] = content_loss / len(w.content_layers)
         for name in w.style_layers:
-            target = style_targets[name].expand(output.shape[0], -1, -1)
-            terms[f"style/{name}"] = relative_error(gram(feats[name]), target)
+            got = self.statistic(feats[name])
+            target = style_targets[name].expand_as(got)
+            terms[f"style/{name}"] = relative_error(got, target)
         terms["style"] = sum(terms[f"style/{n}"] for n in w.style_layers) / len(w.style_layers)
         terms["tv"] = total_variation(output)
         terms["colour"] = colour_error(output, style_targets["rgb/mean"], style_targets["rgb/std"])

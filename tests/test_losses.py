@@ -134,3 +134,17 @@ def test_the_colour_term_pulls_a_bright_output_towards_a_dark_style(random_loss)
                                                           tv_weight=0.0, colour_weight=1.0))
     loss(bright, bright.detach(), loss.style_targets(dark))["total"].backward()
     assert bright.grad.sum() > 0 and (bright.grad.mean((2, 3)) > 0).all()  # descent darkens
+
+
+def test_the_moments_statistic_matches_channel_means_and_spreads(random_loss, images):
+    """AdaIN's style loss: zero for the style image itself, positive for a photo; an unknown
+    statistic is a one-line error."""
+    from metastyle.errors import UserError
+
+    content, style, _ = images
+    loss = PerceptualLoss(random_loss.encoder, LossConfig(style_statistic="moments"))
+    targets = loss.style_targets(style)
+    assert loss(style, content[:1], targets)["style"].item() < 1e-6
+    assert loss(content[:1], content[:1], targets)["style"].item() > 1e-3
+    with pytest.raises(UserError, match="style_statistic 'histogram'"):
+        PerceptualLoss(random_loss.encoder, LossConfig(style_statistic="histogram"))
