@@ -1,4 +1,5 @@
-"""metastyle: few-shot style adaptation with a meta-learned (MAML / Meta-SGD) generator."""
+"""metastyle: few-shot style transfer. An encoder-decoder on a frozen VGG16 stylizes any painting
+in one pass and refines it in a few steps; a MAML-trained Johnson generator is kept for research."""
 
 import os
 

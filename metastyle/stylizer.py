@@ -1,14 +1,15 @@
 """The Python API for apps: learn a style from one image, then stylize photos with it.
 
 The CLI works on files; an app (the web service, a notebook, a batch job) wants objects: an
-image in, a `Stylizer` out, `stylizer.stylize(photo)` returning a PIL image. A `Stylizer` keeps
-the base generator next to the adapted one because the *strength* knob blends their weights:
-adaptation only moves a subset of tensors (by default the instance-norm affines), so
-``strength`` interpolates just those, and 0 gives exactly the base model's output.
-Blending weights rather than outputs costs one network pass instead of two (0.80 s vs 1.26 s
-for a 512 px photo on the 2-core CPU); for the shipped init adapted to styles/mosaic.png the two
-looked the same (mean |difference| 0.0035 at strength 0.5, max 0.12), with slightly lower style
-and total loss for the weight blend at every strength.
+image in, a `Stylizer` out, `stylizer.stylize(photo)` returning a PIL image. The *strength*
+knob depends on the generator. The encoder-decoder blends the photo's encoder features with
+the stylized ones (AdaIN's alpha; 0 decodes the photo itself). The Johnson generator keeps the
+base next to the adapted model and blends their weights: adaptation moves only a subset of
+tensors (by default the instance-norm affines), so ``strength`` interpolates just those, and 0
+gives exactly the base model's output. Blending weights rather than outputs costs one network
+pass instead of two (0.80 s vs 1.26 s for a 512 px photo on the 2-core CPU); for the Johnson
+init adapted to styles/mosaic.png the two looked the same (mean |difference| 0.0035 at
+strength 0.5, max 0.12), with slightly lower style and total loss for the weight blend.
 """
 
 from __future__ import annotations
