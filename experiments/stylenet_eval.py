@@ -90,7 +90,7 @@ def main() -> None:
         adapted, adapt_seconds = {}, {}
         for name, options in args.variant:
             start = time.perf_counter()
-            settings = resolve_settings(checkpoint.read(args.checkpoint)[1], **options)
+            settings = resolve_settings(base_meta, **options)
             adapted[name] = adapt(style_path, base=args.checkpoint, settings=settings)
             adapt_seconds[name] = time.perf_counter() - start
         if args.johnson:
