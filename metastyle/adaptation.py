@@ -36,6 +36,12 @@ class AdaptResult:
     losses: list[float] = field(default_factory=list)  # support loss before each step
     seconds: float = 0.0
 
+    @property
+    def saved_names(self) -> list[str]:
+        """What a style file stores: the changed parameters, and the buffers, which the style
+        sets and adaptation leaves (the encoder-decoder's palette; the Johnson network has none)."""
+        return [*self.names, *(n for n, _ in self.model.named_buffers())]
+
 
 def cycle_batches(support: torch.Tensor, batch: int) -> Callable[[int], torch.Tensor]:
     """Step i gets ``batch`` crops taken cyclically from ``support`` (K*batch >= N sees all)."""
@@ -124,8 +130,8 @@ def adaptation_crops(contents: list, count: int, crop: int, gen: torch.Generator
 
 def start_task(model: nn.Module, style: torch.Tensor) -> nn.Module:
     """``model`` as a task on ``style`` starts: a copy holding the style's own starting values
-    (the encoder-decoder's code), or the model itself when the style sets none."""
-    values = model.task_parameters(style)
+    (the encoder-decoder's code and palette), or the model itself when the style sets none."""
+    values = model.style_values(style)
     if not values:
         return model
     started = copy.deepcopy(model)

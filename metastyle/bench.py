@@ -279,7 +279,7 @@ def run_bench(cfg: BenchConfig, out_dir: Path, progress: bool = True) -> dict:
                 bar.update(done, run.points[max(entry["ks"])]["total"])
             entry["wall_seconds"] = time.perf_counter() - start
             entry["seconds_per_step"] = entry["seconds"] / (len(targets) * max(entry["ks"]))
-            entry["model_bytes"] = _delta_bytes(run.result.model, run.result.names, init_meta,
+            entry["model_bytes"] = _delta_bytes(run.result.model, run.result.saved_names, init_meta,
                                                 out_dir)
             results["methods"][name] = entry
     bar.close()

@@ -88,6 +88,8 @@ def _choice(default, *decls, choices: tuple[str, ...], help: str):
 _POSITIVE = Range(1, integer=True)
 _COUNT = Range(0, integer=True)
 _PORT = Range(0, 65535, integer=True)
+PALETTE_HELP = ("How far an encoder-decoder model's colours move to the painting's palette: "
+                "0 = the decoder's own, 1 = fully (default: the model's, 0.5).")
 
 
 @app.callback()
@@ -405,6 +407,8 @@ def stylize_cmd(
                               help="0 = the base model's look, 1 = the full style."),
     preserve_colour: bool = typer.Option(False, "--preserve-colour",
                                          help="Keep the photo's colours (style luminance only)."),
+    palette: Optional[float] = _ranged(None, "--palette", allowed=STYLIZE["palette"],
+                                       help=PALETTE_HELP),
 ):
     """Apply a model to photos of any size (large ones in blended tiles).
 
@@ -423,7 +427,7 @@ def stylize_cmd(
     else:
         stylizer, inputs = load_stylizer(paths[0]), paths[1:]
         tag = paths[0].name.removesuffix(MODEL_SUFFIX)
-    generator = stylizer.generator(strength)
+    generator = stylizer.generator(strength, palette)
     for path in stylize_files(generator, inputs, out_dir, tag, max_size, tile,
                               max_pixels=max_pixels,
                               transform=keep_photo_colour if preserve_colour else None):
@@ -462,6 +466,8 @@ def export_cmd(
     output: Path = typer.Option(..., "-o", "--output", help="Output file (.onnx / .pt)."),
     strength: float = _ranged(1.0, "--strength", allowed=STYLIZE["strength"],
                               help="0 = the base model's look, 1 = the full style."),
+    palette: Optional[float] = _ranged(None, "--palette", allowed=STYLIZE["palette"],
+                                       help=PALETTE_HELP),
 ):
     """Export a model for apps: ONNX or TorchScript, any image size (float32 RGB in [0, 1]).
 
@@ -469,7 +475,7 @@ def export_cmd(
     """
     from .export import export_file
 
-    export_file(model, output, fmt, strength)
+    export_file(model, output, fmt, strength, palette)
     typer.echo(f"{output}: {output.stat().st_size / 1e6:.2f} MB")
 
 

@@ -75,8 +75,8 @@ class Generator(nn.Module):
         self.decoder = nn.Sequential(Upsample(4 * w, 2 * w), Upsample(2 * w, w),
                                      nn.ReflectionPad2d(4), nn.Conv2d(w, 3, 9))
 
-    def task_parameters(self, style: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Parameter values a style sets before adaptation: none, every task starts at the init."""
+    def style_values(self, style: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Values a style sets before adaptation: none, every task starts at the init."""
         return {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

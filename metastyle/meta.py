@@ -126,8 +126,8 @@ def meta_loss(learner: MetaLearner, loss_fn, episodes, inner_steps: int, first_o
               anchor: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
     """Mean query loss after adaptation over a meta-batch of episodes (differentiable).
 
-    Each episode starts from the init plus ``model.task_parameters(style)`` (for the
-    encoder-decoder, the style's code: its k = 0 is the zero-shot stylization).
+    Each episode starts from the init plus ``model.style_values(style)`` (for the
+    encoder-decoder, the style's code and palette: its k = 0 is the zero-shot stylization).
     ``anchor`` > 0 also scores the un-adapted start on the query batch:
     ``(after + anchor * before) / (1 + anchor)``, the step-0 part of MAML++'s multi-step loss.
     Without it a strong inner loop lets the init drift to outputs far from any style
@@ -141,8 +141,9 @@ def meta_loss(learner: MetaLearner, loss_fn, episodes, inner_steps: int, first_o
                           ["query_after", "query_style", "query_content"], 0.0)
     for ep in episodes:
         targets = loss_fn.style_targets(ep.style)
-        # the task's own starting values (the encoder-decoder's style code) replace the init's
-        start = {**params, **learner.model.task_parameters(ep.style)}
+        # the task's own starting values (the encoder-decoder's style code and palette)
+        # replace the init's
+        start = {**params, **learner.model.style_values(ep.style)}
         fast, inner = start, []  # inner_steps == 0: plain multi-style ("joint") training
         if inner_steps:
             support = model_loss(learner.model, loss_fn, ep.support, targets)

@@ -3,12 +3,13 @@
 The frozen encoder is the image prior that a generator trained from scratch cannot learn on a CPU
 budget. A photo's features at ``depth`` are re-normalized to a style's channel statistics (AdaIN,
 Huang & Belongie 2017), so a new style is stylized in one forward pass (k = 0); adaptation then
-refines the style code and the decoder's per-channel affines by gradient steps.
+refines the style code and the decoder's per-channel affines by gradient steps. The decoded
+colours then move part way to the style image's own palette (``palette``, colour.py).
 
 Parameter names follow the Johnson generator's convention so the same subsets work: every
 per-channel affine lives in a module called ``norm``; the style code is ``code.mean.<layer>`` /
 ``code.std.<layer>``. The encoder is shared, never copied and never stored in a model file: it
-is not a registered submodule, so ``state_dict()`` holds the decoder and the code only.
+is not a registered submodule, so ``state_dict()`` holds the decoder, the code and the palette.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from .colour import match_palette, palette_of
 from .encoders import Encoder
 
 # Channels of the VGG16 activations the generator reads, and how many 2x poolings lie before them.
@@ -29,6 +31,11 @@ STYLE_EPS = 1e-5
 # bright frame; with a 16 px margin the frame is gone (experiments/LOG.md, 2026-12-01). A
 # multiple of 8, so the crop stays on the decoder's grid.
 BORDER = 16
+# How far outputs move to the style image's palette by default (colour.match_palette): the
+# decoder's own colours drift warm. Selected on train styles, confirmed on held-out ones: +0.076
+# embedding gain, +0.010 Gram gain, -0.019 SSIM on 12 x 4 held-out pairs (experiments/LOG.md,
+# 2026-12-01, "the palette").
+PALETTE = 0.5
 
 
 @dataclass(frozen=True)
@@ -124,6 +131,39 @@ class StyleCode(nn.Module):
         return {n: (self.mean[n], self.std[n]) for n in self.mean}
 
 
+class Palette(nn.Module):
+    """The style image's RGB mean and covariance (buffers: set by a style, never adapted), and
+    whether a style has set them; forward moves an image towards them (colour.match_palette).
+
+    Model files written before the palette existed load with it unset: their outputs keep the
+    decoder's colours."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(3))
+        self.register_buffer("cov", torch.eye(3))
+        self.register_buffer("active", torch.zeros(()))  # 1 once a style set the palette
+
+    def values_of(self, style: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The buffers' values for one style image (1,3,H,W)."""
+        mean, cov = palette_of(style)
+        dtype = self.mean.dtype
+        return {"mean": mean[0].to(dtype), "cov": cov[0].to(dtype),
+                "active": torch.ones((), dtype=dtype, device=self.mean.device)}
+
+    def forward(self, image: torch.Tensor, strength: float,
+                source: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        # no branch on whether a style set it: traced and exported graphs stay one graph
+        return match_palette(image, self.mean, self.cov, self.active * strength, source)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs):
+        if not any(key.startswith(prefix) for key in state_dict):
+            return  # a file from before the palette: leave it unset
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
+
+
 class Decoder(nn.Module):
     """Mirror of the VGG trunk: nearest 2x upsample + two convs per scale, halving channels;
     a skip's features are concatenated right after the upsampling that reaches their scale."""
@@ -155,9 +195,11 @@ class Decoder(nn.Module):
 class StyleNet(nn.Module):
     """RGB [0,1] -> RGB [0,1] in the style held by ``code`` (set it with ``set_style``).
 
-    ``forward(x)`` stylizes with the stored code; ``reconstruct(x)`` skips the transform (the
-    autoencoder stage); ``stylize(x, codes)`` takes per-image codes (joint training).
-    The output goes through a sigmoid: bounded outputs keep inner-loop SGD stable.
+    ``forward(x)`` stylizes with the stored code and moves the colours ``palette_strength`` x
+    ``strength`` of the way to the stored palette; ``reconstruct(x)`` skips the transform (the
+    autoencoder stage); ``stylize(x, codes)`` takes per-image codes and keeps the decoder's
+    colours (joint training). The decoder's output goes through a sigmoid: bounded outputs keep
+    inner-loop SGD stable.
     """
 
     def __init__(self, config: StyleNetConfig, encoder: Encoder):
@@ -171,11 +213,15 @@ class StyleNet(nn.Module):
         # Not a submodule: shared between copies, left out of state_dict and parameters().
         self.__dict__["encoder"] = encoder
         self.code = StyleCode(config.layers)
+        self.palette = Palette()
         self.decoder = Decoder(config)
         self.strength = 1.0  # AdaIN's content-style trade-off: 0 decodes the photo's own features
-        # Per layer, the photo statistics AdaIN normalizes by instead of each input's own: set
-        # on the copy that stylizes the tiles of one photo (for_tiles).
+        self.palette_strength = PALETTE
+        # Set on the copy that stylizes the tiles of one photo (for_tiles): per layer, the photo
+        # statistics AdaIN normalizes by instead of each input's own, and the whole output's
+        # palette that the colour map starts from instead of each tile's.
         self.content_stats: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
+        self.output_palette: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def __deepcopy__(self, memo):
         """Copies share the frozen encoder (59 MB) instead of duplicating it."""
@@ -199,15 +245,18 @@ class StyleNet(nn.Module):
         stats = {n: channel_stats(f) for n, f in self.encode(style).items()}
         return {n: (mean[0], std[0]) for n, (mean, std) in stats.items()}
 
-    def task_parameters(self, style: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Parameter values a style sets before adaptation: its code (k = 0 = zero-shot)."""
+    @torch.no_grad()
+    def style_values(self, style: torch.Tensor) -> dict[str, torch.Tensor]:
+        """What a style sets before adaptation, by state_dict name: its code (k = 0 =
+        zero-shot), which adaptation refines, and its palette, which it leaves."""
         code = self.style_code_of(style)
         return ({f"code.mean.{n}": m for n, (m, _) in code.items()}
-                | {f"code.std.{n}": s for n, (_, s) in code.items()})
+                | {f"code.std.{n}": s for n, (_, s) in code.items()}
+                | {f"palette.{n}": v for n, v in self.palette.values_of(style).items()})
 
     @torch.no_grad()
     def set_style(self, style: torch.Tensor) -> None:
-        self.load_state_dict(self.task_parameters(style), strict=False)
+        self.load_state_dict(self.style_values(style), strict=False)
 
     def decode(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
         return torch.sigmoid(self.decoder(features, self.config.depth))
@@ -258,6 +307,10 @@ class StyleNet(nn.Module):
         alpha) instead of blending weights: the base's style code is no style at all."""
         return self._copy_with(strength=strength)
 
+    def with_palette(self, palette_strength: float) -> "StyleNet":
+        """A copy whose outputs move ``palette_strength`` of the way to the style's palette."""
+        return self._copy_with(palette_strength=palette_strength)
+
     @torch.no_grad()
     def for_tiles(self, image: torch.Tensor,
                   tiles: list[tuple[tuple[int, int, int, int], tuple[int, int, int, int]]]
@@ -292,7 +345,18 @@ class StyleNet(nn.Module):
             std = (squares / count - mean.square()).clamp_min(0).add(STYLE_EPS).sqrt()
             dtype = self.code.mean[name].dtype
             stats[name] = (mean.to(device, dtype), std.to(device, dtype))
-        return self._copy_with(content_stats=stats)
+        tiled = self._copy_with(content_stats=stats)
+        # The colour map needs the whole output's palette before any tile is painted: the
+        # photo shrunk to one tile gives it, with the whole photo's statistics (colour
+        # statistics hardly change with scale).
+        (top, bottom, left, right), _ = tiles[0]
+        scale = min(1.0, (bottom - top) / height, (right - left) / width)
+        small = nn.functional.interpolate(image, scale_factor=scale, mode="area",
+                                          recompute_scale_factor=True) if scale < 1 else image
+        tiled.output_palette = palette_of(tiled.stylize(small.to(device), self.code.as_dict()))
+        return tiled
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.stylize(x, self.code.as_dict())
+        out = self.stylize(x, self.code.as_dict())
+        # scaled by the strength too: at strength 0 no part of the style is left
+        return self.palette(out, self.palette_strength * self.strength, self.output_palette)

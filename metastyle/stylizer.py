@@ -39,6 +39,7 @@ from .errors import UserError
 from .images import (list_images, load_image, pil_to_tensor, resize_long_side, save_image,
                      tensor_to_pil)
 from .inference import check_tiling, stylize_tensor
+from .limits import STYLIZE
 from .presets import AdaptSettings, resolve_settings
 from .stylenet import StyleNet
 
@@ -52,7 +53,8 @@ _STRUCTURAL_KEYS = {"format_version", "kind", "generator", "weights_hash", "base
 class Stylizer:
     """An adapted generator, the base it was adapted from (if known) and its provenance.
 
-    ``names`` are the tensors adaptation changed; without a base (a full per-style generator)
+    ``names`` are the tensors a style file stores (those adaptation changed, and the style's
+    buffers); without a base (a full per-style generator)
     only ``strength=1`` is available.
     """
 
@@ -65,15 +67,26 @@ class Stylizer:
         self.provenance = dict(provenance or {})
         self.base_path = Path(base_path) if base_path is not None else None
 
-    def generator(self, strength: float = 1.0) -> nn.Module:
+    def generator(self, strength: float = 1.0, palette: float | None = None) -> nn.Module:
         """The generator at ``strength`` (0 = base, 1 = adapted): the adapted tensors are
-        linearly interpolated between their base and adapted values."""
+        linearly interpolated between their base and adapted values (the encoder-decoder blends
+        features instead, `StyleNet.at_strength`). ``palette``: how far the encoder-decoder's
+        colours move to the style's palette (0 = the decoder's own; default: the model's,
+        `stylenet.PALETTE`); the Johnson network paints its style's colours itself and has none."""
         if not 0.0 <= strength <= 1.0:
             raise UserError(f"strength {strength}: must be between 0 and 1")
+        if palette is not None:
+            STYLIZE["palette"].check(palette, "palette")
+            if not isinstance(self.model, StyleNet):
+                raise UserError("palette: only encoder-decoder models have one (this is a "
+                                f"{type(self.model).__name__} model)")
+        if isinstance(self.model, StyleNet):
+            model = self.model if strength == 1.0 else self.model.at_strength(strength)
+            if palette is None or palette == model.palette_strength:
+                return model
+            return model.with_palette(palette)
         if strength == 1.0:
             return self.model
-        if isinstance(self.model, StyleNet):
-            return self.model.at_strength(strength)
         if self.base is None:
             raise UserError("this model has no base to blend with (a full generator): "
                             "only strength 1 is available")
@@ -86,15 +99,16 @@ class Stylizer:
         return blended
 
     def stylize(self, image: ImageLike, strength: float = 1.0, preserve_colour: bool = False,
-                tile: int = 512) -> Image.Image:
+                tile: int = 512, palette: float | None = None) -> Image.Image:
         """Stylize a photo (file path, PIL image or (1,)3xHxW tensor in [0, 1]) of any size.
 
         ``preserve_colour`` keeps the photo's colours (chroma) and takes only the stylized
-        luminance; large photos are processed in ``tile``-sized blended tiles.
+        luminance; large photos are processed in ``tile``-sized blended tiles; ``palette`` as
+        in `generator`.
         """
         check_tiling(tile)
         photo = as_tensor(image)
-        out = stylize_tensor(self.generator(strength), photo, tile)
+        out = stylize_tensor(self.generator(strength, palette), photo, tile)
         if preserve_colour:
             out = keep_photo_colour(out, photo)
         return tensor_to_pil(out)
@@ -166,7 +180,7 @@ def adapt(style_image: ImageLike, steps: int | None = None, content=None,
         result, provenance = adapt_style_file(style_path, base_path, contents, settings,
                                               on_step=on_step)
     base_model, _ = load_generator(base_path)
-    return Stylizer(result.model, base_model, result.names, provenance, base_path)
+    return Stylizer(result.model, base_model, result.saved_names, provenance, base_path)
 
 
 def zero_shot(style_image: ImageLike, base: str | Path | None = None) -> Stylizer:

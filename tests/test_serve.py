@@ -112,7 +112,9 @@ def test_upload_poll_then_stylize_returns_a_jpeg(make_client, style_png, photo):
 
         for form, phrase in (({"strength": "1.5"}, "strength 1.5: must be"),
                              ({"max_size": "5"}, "max_size"),
-                             ({"strength": "lots"}, "strength")):
+                             ({"strength": "lots"}, "strength"),
+                             ({"palette": "-1"}, "palette -1.0: must be"),
+                             ({"palette": "0.5"}, "only encoder-decoder models")):
             bad = stylize(client, ids["style_id"], photo, **form)
             assert bad.status_code == 400 and phrase in bad.json()["detail"]
 

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from metastyle import stylenet
+from metastyle.colour import palette_of
 from metastyle.encoders import load_encoder
 from metastyle.generator import adapt_parameter_names
 from metastyle.stylenet import StyleNet, StyleNetConfig, adain, channel_stats
@@ -51,7 +52,7 @@ def test_encoder_is_shared_and_never_in_the_weights(encoder):
     model = StyleNet(StyleNetConfig(width=8), encoder)
     clone = copy.deepcopy(model)
     assert clone.encoder is model.encoder
-    assert all(n.startswith(("decoder.", "code.")) for n in model.state_dict())
+    assert all(n.startswith(("decoder.", "code.", "palette.")) for n in model.state_dict())
     assert clone.code.mean["relu4_1"] is not model.code.mean["relu4_1"]
 
 
@@ -145,14 +146,20 @@ def test_tiles_gather_the_whole_images_statistics():
     tiles = [((top, bottom, left, right), (o_top, o_bottom, o_left, o_right))
              for (top, bottom), (o_top, o_bottom) in rows
              for (left, right), (o_left, o_right) in cols]
-    got = model.for_tiles(img, tiles).content_stats
+    model.set_style(torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1)))
+    tiled = model.for_tiles(img, tiles)
+    got = tiled.content_stats
     with torch.no_grad():
         features = model.encode(model._padded(img))
+        decoded = model.stylize(img, model.code.as_dict())
     assert set(got) == set(features)
     for name, f in features.items():
         mean, std = channel_stats(f)
         assert torch.allclose(got[name][0], mean, atol=1e-5)
         assert torch.allclose(got[name][1], std, atol=1e-5)
+    # every tile's colours are mapped from the whole output's palette, estimated on the photo
+    # shrunk to one tile
+    assert torch.allclose(tiled.output_palette[0], palette_of(decoded)[0], atol=0.01)
 
 
 def test_one_tile_with_its_own_statistics_is_the_single_pass(encoder):

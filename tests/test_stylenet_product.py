@@ -7,7 +7,9 @@ from typer.testing import CliRunner
 
 from metastyle import checkpoint
 from metastyle.cli import app
+from metastyle.colour import palette_of
 from metastyle.errors import UserError
+from metastyle.images import pil_to_tensor
 from metastyle.stylenet import StyleNet
 from metastyle.stylizer import load_stylizer, zero_shot
 
@@ -28,11 +30,13 @@ def test_adapt_starts_from_the_zero_shot_code_and_stores_a_tiny_delta(stylenet_b
                             "--no-progress"]))
     tensors, meta = checkpoint.read(out)
     assert meta["kind"] == "delta" and meta["generator"]["kind"] == "stylenet"
-    assert {"code.mean.relu4_1", "code.std.relu3_1"} <= set(tensors)
+    assert {"code.mean.relu4_1", "code.std.relu3_1", "palette.mean", "palette.cov"} <= set(tensors)
     assert out.stat().st_size < 16 * 1024
     adapted = load_stylizer(out).model
     k0 = zero_shot(style, stylenet_base).model
     assert isinstance(adapted, StyleNet)
+    # the style's palette is stored as the zero-shot model sets it (adaptation leaves it)
+    assert adapted.palette.active == 1 and torch.equal(adapted.palette.cov, k0.palette.cov)
     # the adapted code starts at the style's statistics and moved by at most K Adam steps
     moved = max((adapted.code.mean[n] - k0.code.mean[n]).abs().max() for n in k0.code.mean)
     assert 0 < moved <= 2 * 0.01 * 1.01
@@ -63,6 +67,44 @@ def test_strength_blends_features_zero_is_the_reconstruction(stylenet_base, tiny
         assert torch.allclose(none, stylizer.model.reconstruct(photo), atol=1e-6)
     assert not torch.allclose(half, full) and not torch.allclose(half, none)
     assert stylizer.model.strength == 1.0  # the blend is a copy
+
+
+def test_palette_moves_the_colours_to_the_paintings_and_is_a_user_option(
+        stylenet_base, base_model, tiny_corpus, tmp_path):
+    style = tiny_corpus / "style/style1.png"
+    stylizer = zero_shot(style, stylenet_base)
+    photo = torch.rand(1, 3, 24, 32, generator=torch.Generator().manual_seed(3))
+    painting = palette_of(pil_to_tensor(Image.open(style).convert("RGB")))[0]
+    with torch.no_grad():
+        outputs = [stylizer.generator(palette=p)(photo) for p in (0.0, 0.5, 1.0)]
+    distances = [(palette_of(o)[0] - painting).norm().item() for o in outputs]
+    assert distances[2] < distances[1] < distances[0]
+    assert torch.equal(outputs[0], stylizer.model.stylize(photo, stylizer.model.code.as_dict()))
+    with pytest.raises(UserError, match="only encoder-decoder"):
+        load_stylizer(base_model).generator(palette=0.5)
+    photo_path = tiny_corpus / "content" / "content0.png"
+    cli = ["stylize", "--style", str(style), "--base", str(stylenet_base), str(photo_path)]
+    for value in ("0", "1"):
+        _ok(runner.invoke(app, [*cli, "--palette", value, "-o", str(tmp_path / value)]))
+    zero, one = (next((tmp_path / v).glob("*.jpg")).read_bytes() for v in ("0", "1"))
+    assert zero != one
+    result = runner.invoke(app, [*cli, "--palette", "2"])
+    assert result.exit_code == 2 and "--palette" in result.stderr
+    result = runner.invoke(app, ["stylize", str(base_model), str(photo_path), "--palette", "1"])
+    assert result.exit_code == 2 and "only encoder-decoder" in result.stderr
+
+
+def test_a_file_from_before_the_palette_keeps_the_decoders_colours(stylenet_base, tiny_corpus,
+                                                                   tmp_path):
+    tensors, meta = checkpoint.read(stylenet_base)
+    old = tmp_path / "old.safetensors"
+    checkpoint.write(old, {k: v for k, v in tensors.items() if not k.startswith("palette.")},
+                     meta)
+    model = load_stylizer(old).model
+    assert model.palette.active == 0
+    photo = torch.rand(1, 3, 24, 32)
+    with torch.no_grad():
+        assert torch.equal(model(photo), model.stylize(photo, model.code.as_dict()))
 
 
 def test_a_model_for_other_encoder_weights_is_refused(stylenet_base, tmp_path):

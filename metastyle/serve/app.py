@@ -245,12 +245,16 @@ def create_app(data_dir: str | Path, base: str | Path | None = None, steps: int 
                 f"'{stage}' = {what}" for stage, what in STAGES.items()) + ".",
             "schema": {"type": "string", "enum": list(STAGES)}}}}})
     def stylize(style_id: str, photo: UploadFile = File(...), strength: float = Form(1.0),
-                preserve_colour: bool = Form(False), max_size: int = Form(1024)):
+                preserve_colour: bool = Form(False), max_size: int = Form(1024),
+                palette: float | None = Form(None)):
         """Stylize a photo with a style's adapted model, or, while an encoder-decoder base's
         adaptation of it is queued or running, with its zero-shot (k = 0) model; the
         X-Metastyle-Stage header says which. A style is unknown (404) while a Johnson base's
-        adaptation of it runs, and after its adaptation failed (upload it again)."""
+        adaptation of it runs, and after its adaptation failed (upload it again). ``palette``:
+        how far an encoder-decoder style's colours move to its painting's (default 0.5)."""
         STYLIZE["strength"].check(strength, "strength")  # the CLI's ranges (metastyle.limits)
+        if palette is not None:
+            STYLIZE["palette"].check(palette, "palette")
         OUTPUT_SIDE.check(max_size, "max_size")
         if store.info(style_id) is None and learning.record(style_id) is None:
             raise _not_found("style", style_id)
@@ -267,7 +271,7 @@ def create_app(data_dir: str | Path, base: str | Path | None = None, steps: int 
                     stylizer, stage = learning.stylizer(style_id), "zero-shot"
                 if stylizer is None:
                     raise _not_found("style", style_id)
-                result = stylizer.stylize(image, strength, preserve_colour)
+                result = stylizer.stylize(image, strength, preserve_colour, palette=palette)
         finally:
             stylize_slots.release()
         buffer = io.BytesIO()
