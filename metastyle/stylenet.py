@@ -346,6 +346,8 @@ class StyleNet(nn.Module):
             dtype = self.code.mean[name].dtype
             stats[name] = (mean.to(device, dtype), std.to(device, dtype))
         tiled = self._copy_with(content_stats=stats)
+        if not (self.palette.active and self.palette_strength and self.strength):
+            return tiled  # no colour map to apply
         # The colour map needs the whole output's palette before any tile is painted: the
         # photo shrunk to one tile gives it, with the whole photo's statistics (colour
         # statistics hardly change with scale).

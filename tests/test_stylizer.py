@@ -136,6 +136,7 @@ def test_the_readme_api_example_runs(stylenet_base, tiny_corpus, tmp_path, monke
                                on_step=lambda i, loss: print(f"step {i + 1}: loss {loss:.3f}"))
     stylizer.stylize("photo.jpg", strength=0.5).save("photo_half.jpg")
     stylizer.stylize("photo.jpg", preserve_colour=True).save("photo_colour.jpg")
+    stylizer.stylize("photo.jpg", palette=1.0).save("photo_palette.jpg")
     stylizer.save("mosaic.safetensors")
     metastyle.stylize("mosaic.safetensors", "other.jpg", strength=0.8).save("other_08.jpg")
     # --- end of example ---
