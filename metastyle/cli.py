@@ -88,6 +88,8 @@ def _choice(default, *decls, choices: tuple[str, ...], help: str):
 _POSITIVE = Range(1, integer=True)
 _COUNT = Range(0, integer=True)
 _PORT = Range(0, 65535, integer=True)
+STRENGTH_HELP = ("0 = the base model's look (an encoder-decoder's: the photo), 1 = the full "
+                 "style (default: the model's, 1 unless its file says otherwise).")
 PALETTE_HELP = ("How far an encoder-decoder model's colours move to the painting's palette: "
                 "0 = the decoder's own, 1 = fully (default: the model's, 0.5).")
 
@@ -403,8 +405,8 @@ def stylize_cmd(
                         help="Tile size for large images (bounds memory)."),
     max_pixels: int = _ranged(DEFAULT_MAX_PIXELS, "--max-pixels", allowed=STYLIZE["max_pixels"],
                               help="Refuse larger input images."),
-    strength: float = _ranged(1.0, "--strength", allowed=STYLIZE["strength"],
-                              help="0 = the base model's look, 1 = the full style."),
+    strength: Optional[float] = _ranged(None, "--strength", allowed=STYLIZE["strength"],
+                                        help=STRENGTH_HELP),
     preserve_colour: bool = typer.Option(False, "--preserve-colour",
                                          help="Keep the photo's colours (style luminance only)."),
     palette: Optional[float] = _ranged(None, "--palette", allowed=STYLIZE["palette"],
@@ -446,6 +448,9 @@ def export_init_cmd(
                                         help="Default adaptation learning rate."),
     adapt_subset: Optional[str] = _choice(None, "--adapt-subset", choices=ADAPT_SUBSETS,
                                           help="Default adapted parameters."),
+    strength: Optional[float] = _ranged(None, "--strength", allowed=STYLIZE["strength"],
+                                        help="An encoder-decoder's default AdaIN strength, "
+                                             "for stylize and adapt (default: 1)."),
 ):
     """Turn a meta-training run's checkpoint into a shippable init.
 
@@ -454,7 +459,7 @@ def export_init_cmd(
     from .train import export_init
 
     chosen = {"steps": adapt_steps, "lr": adapt_lr, "subset": adapt_subset}
-    export_init(run_dir, output, {k: v for k, v in chosen.items() if v is not None})
+    export_init(run_dir, output, {k: v for k, v in chosen.items() if v is not None}, strength)
     typer.echo(f"{output}: {output.stat().st_size / 1e6:.2f} MB")
 
 
@@ -464,8 +469,8 @@ def export_cmd(
     model: Path = typer.Argument(..., help="Model file (adapted style or generator)."),
     fmt: str = _choice(..., "--format", choices=("onnx", "torchscript"), help="onnx | torchscript"),
     output: Path = typer.Option(..., "-o", "--output", help="Output file (.onnx / .pt)."),
-    strength: float = _ranged(1.0, "--strength", allowed=STYLIZE["strength"],
-                              help="0 = the base model's look, 1 = the full style."),
+    strength: Optional[float] = _ranged(None, "--strength", allowed=STYLIZE["strength"],
+                                        help=STRENGTH_HELP),
     palette: Optional[float] = _ranged(None, "--palette", allowed=STYLIZE["palette"],
                                        help=PALETTE_HELP),
 ):

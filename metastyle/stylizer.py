@@ -45,9 +45,9 @@ from .stylenet import StyleNet
 
 ImageLike = str | Path | Image.Image | torch.Tensor
 
-# Metadata that `save_delta` / `save_generator` derive from the weights; the rest is provenance.
-_STRUCTURAL_KEYS = {"format_version", "kind", "generator", "weights_hash", "base_hash",
-                    "base_path"}
+# Metadata that `save_delta` / `save_generator` derive from the model; the rest is provenance.
+_STRUCTURAL_KEYS = {"format_version", "kind", "generator", "strength", "weights_hash",
+                    "base_hash", "base_path"}
 
 
 class Stylizer:
@@ -67,13 +67,15 @@ class Stylizer:
         self.provenance = dict(provenance or {})
         self.base_path = Path(base_path) if base_path is not None else None
 
-    def generator(self, strength: float = 1.0, palette: float | None = None) -> nn.Module:
+    def generator(self, strength: float | None = None,
+                  palette: float | None = None) -> nn.Module:
         """The generator at ``strength`` (0 = base, 1 = adapted): the adapted tensors are
         linearly interpolated between their base and adapted values (the encoder-decoder blends
-        features instead, `StyleNet.at_strength`). ``palette``: how far the encoder-decoder's
-        colours move to the style's palette (0 = the decoder's own; default: the model's,
-        `stylenet.PALETTE`); the Johnson network paints its style's colours itself and has none."""
-        if not 0.0 <= strength <= 1.0:
+        features instead, `StyleNet.at_strength`); None: the model's own (the encoder-decoder
+        file's ``strength``, else 1). ``palette``: how far the encoder-decoder's colours move to
+        the style's palette (0 = the decoder's own; default: the model's, `stylenet.PALETTE`);
+        the Johnson network paints its style's colours itself and has none."""
+        if strength is not None and not 0.0 <= strength <= 1.0:
             raise UserError(f"strength {strength}: must be between 0 and 1")
         if palette is not None:
             STYLIZE["palette"].check(palette, "palette")
@@ -81,11 +83,12 @@ class Stylizer:
                 raise UserError("palette: only encoder-decoder models have one (this is a "
                                 f"{type(self.model).__name__} model)")
         if isinstance(self.model, StyleNet):
-            model = self.model if strength == 1.0 else self.model.at_strength(strength)
+            model = (self.model if strength in (None, self.model.strength)
+                     else self.model.at_strength(strength))
             if palette is None or palette == model.palette_strength:
                 return model
             return model.with_palette(palette)
-        if strength == 1.0:
+        if strength in (None, 1.0):
             return self.model
         if self.base is None:
             raise UserError("this model has no base to blend with (a full generator): "
@@ -98,8 +101,9 @@ class Stylizer:
                                                for name in self.names}})
         return blended
 
-    def stylize(self, image: ImageLike, strength: float = 1.0, preserve_colour: bool = False,
-                tile: int = 512, palette: float | None = None) -> Image.Image:
+    def stylize(self, image: ImageLike, strength: float | None = None,
+                preserve_colour: bool = False, tile: int = 512,
+                palette: float | None = None) -> Image.Image:
         """Stylize a photo (file path, PIL image or (1,)3xHxW tensor in [0, 1]) of any size.
 
         ``preserve_colour`` keeps the photo's colours (chroma) and takes only the stylized

@@ -125,7 +125,7 @@ class RunState:
             path, self.learner.model.state_dict(), dict(self.learner.log_rates.items()),
             self.optimizer.state_dict(), episode_rng_state,
             {"step": self.step, "config": config_to_dict(self.config),
-             "generator": self.learner.model.config.to_dict(), "loss_ema": self.loss_ema,
+             **checkpoint.generator_metadata(self.learner.model), "loss_ema": self.loss_ema,
              "best_ema": self.best_ema, **extra_meta})
 
     @classmethod
@@ -165,20 +165,26 @@ def joint_config(config: Config) -> Config:
         m, inner_steps=0, meta_sgd=False, support=0, query=m.support + m.query))
 
 
-def export_init(run_dir: Path, out: Path, recommend: dict | None = None) -> None:
+def export_init(run_dir: Path, out: Path, recommend: dict | None = None,
+                strength: float | None = None) -> None:
     """Turn a run's checkpoint into a generator file (the shippable meta-init).
 
     ``recommend`` (some of steps / lr / subset, chosen by the benchmark on train styles)
     becomes what `metastyle adapt` does by default with this init; the subset defaults to the
-    one the run meta-trained.
+    one the run meta-trained. ``strength``: the AdaIN strength an encoder-decoder stylizes at
+    by default (and adapts at), else the run's.
     """
     run_dir = Path(run_dir)
     saved = checkpoint.read_training(run_dir / CHECKPOINT)
     meta = saved.meta
     if "stage" in meta:  # an encoder-decoder stage run
-        return export_stage(run_dir, out, recommend)
+        return export_stage(run_dir, out, recommend, strength)
     model = build_model(config_from_dict(meta["config"]), run_dir / CHECKPOINT, meta)
     model.load_state_dict(saved.model)
+    if strength is not None:
+        if isinstance(model, Generator):
+            raise UserError(f"{run_dir}: strength: a Johnson network has no AdaIN strength")
+        model.strength = strength
     provenance = {k: meta[k] for k in ("step", "config", "encoder", "encoder_sha256", "loss",
                                        "wall_seconds") if k in meta}
     advice = recommendation_metadata({"subset": meta["config"]["meta"]["subset"],

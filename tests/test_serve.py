@@ -19,6 +19,7 @@ import metastyle.serve.app as serve_app  # noqa: E402
 import metastyle.serve.zeroshot as serve_zeroshot  # noqa: E402
 from metastyle.errors import UserError  # noqa: E402
 from metastyle.serve import create_app  # noqa: E402
+from metastyle.stylenet import PALETTE  # noqa: E402
 from metastyle.stylizer import load_stylizer, zero_shot  # noqa: E402
 
 HEX32 = re.compile(r"[0-9a-f]{32}")
@@ -101,6 +102,7 @@ def test_upload_poll_then_stylize_returns_a_jpeg(make_client, style_png, photo):
         assert listed["id"] == ids["style_id"] and listed["name"] == "style0.png"
         assert listed["steps"] == 2 and listed["loss_after"] > 0
         assert listed["zero_shot"] is False
+        assert listed["strength"] == 1.0 and listed["palette"] is None  # the page's defaults
 
         result = stylize(client, ids["style_id"], photo, strength="0.5", preserve_colour="true",
                          max_size="32")
@@ -254,6 +256,7 @@ def test_an_encoder_decoder_style_is_served_zero_shot_until_its_adaptation_is_do
         [listed] = client.get("/styles").json()
         assert listed["id"] == ids["style_id"] and listed["zero_shot"] is True
         assert listed["name"] == "style0.png" and listed["steps"] == 2
+        assert listed["strength"] == 1.0 and listed["palette"] == PALETTE
         instant = [stylize(client, ids["style_id"], photo) for _ in range(2)]
         assert [r.status_code for r in instant] == [200, 200], instant[0].text
         assert [r.headers["x-metastyle-stage"] for r in instant] == ["zero-shot"] * 2

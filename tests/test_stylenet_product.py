@@ -69,6 +69,38 @@ def test_strength_blends_features_zero_is_the_reconstruction(stylenet_base, tiny
     assert stylizer.model.strength == 1.0  # the blend is a copy
 
 
+def test_a_model_files_strength_is_its_default_everywhere(stylenet_base, tiny_corpus,
+                                                          tmp_path):
+    """export-init records the strength; stylize, zero-shot, adapt and adapted files keep it,
+    an explicit strength overrides it, and a bad one in a file is refused by name."""
+    (tmp_path / "ae-run").rename(tmp_path / "run")
+    base = tmp_path / "base09.safetensors"
+    _ok(runner.invoke(app, ["export-init", str(tmp_path / "run"), "-o", str(base),
+                            "--strength", "0.9"]))
+    assert checkpoint.read(base)[1]["strength"] == 0.9
+    style = tiny_corpus / "style/style1.png"
+    stylizer = zero_shot(style, base)
+    photo = torch.rand(1, 3, 24, 32, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        default, full = stylizer.generator()(photo), stylizer.generator(1.0)(photo)
+        assert torch.equal(default, stylizer.generator(0.9)(photo))
+        assert torch.equal(full, zero_shot(style, stylenet_base).generator()(photo))
+    assert not torch.allclose(default, full)
+    adapted = tmp_path / "a.safetensors"
+    _ok(runner.invoke(app, ["adapt", str(style), "--base", str(base), "--content",
+                            str(tiny_corpus / "content"), "-k", "1", "-o", str(adapted),
+                            "--no-progress"]))
+    assert checkpoint.read(adapted)[1]["strength"] == 0.9
+    assert load_stylizer(adapted).model.strength == 0.9
+    tensors, meta = checkpoint.read(base)
+    bad = tmp_path / "bad.safetensors"
+    checkpoint.write(bad, tensors, {**meta, "strength": 1.5})
+    result = runner.invoke(app, ["stylize", "--style", str(style), "--base", str(bad),
+                                 str(tiny_corpus / "content/content0.png")])
+    assert result.exit_code == 2
+    assert "bad.safetensors: bad metadata: strength is 1.5" in result.stderr
+
+
 def test_palette_moves_the_colours_to_the_paintings_and_is_a_user_option(
         stylenet_base, base_model, tiny_corpus, tmp_path):
     style = tiny_corpus / "style/style1.png"

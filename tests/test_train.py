@@ -78,6 +78,10 @@ def test_run_folder_contents_and_exported_init(tiny_corpus, tmp_path):
     model, meta = checkpoint.load_generator(tmp_path / "init.safetensors")
     assert meta["kind"] == "generator" and meta["step"] == 2
     assert meta["adapt_subset"] == "norm" and meta["encoder"] == "random"
+    assert "strength" not in meta  # an encoder-decoder's AdaIN knob
+    with pytest.raises(UserError, match="a Johnson network has no AdaIN strength"):
+        export_init(run_dir, tmp_path / "strong.safetensors", strength=0.9)
+    assert not (tmp_path / "strong.safetensors").exists()
     rows = plot_heldout_checks([run_dir], tmp_path / "checks.png")["run"]
     assert [r[0] for r in rows] == [2] and (tmp_path / "checks.png").stat().st_size > 0
     state = RunState.load(run_dir / CHECKPOINT)

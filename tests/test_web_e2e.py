@@ -3,7 +3,7 @@
 Runs uvicorn in a thread on a free port with the tiny base model, then learns a style, waits
 for the job, stylizes a photo, moves the strength slider and checks each result image loaded;
 with a tiny encoder-decoder base, the page shows the zero-shot result while the style is
-learned and swaps in the adapted one when the job is done.
+learned, swaps in the adapted one when the job is done, and has a palette slider.
 Skips (with the reason) when /usr/bin/chromium or the playwright package is missing;
 `.ci/setup-browser` installs chromium. Never run `playwright install`: the system chromium is
 used through ``executable_path``.
@@ -135,6 +135,7 @@ def test_learn_a_style_and_stylize_a_photo_in_the_browser(server, setup, chromiu
     page.locator("#strength").fill("0.5")  # fires input + change: a new request
     new_src, width = _result_loaded(page, src)
     assert width > 0 and page.inner_text("#strength-value") == "0.50"
+    assert not page.is_visible("#palette-row")  # a Johnson style paints its own colours
     assert page.is_visible("#download") and page.inner_text("#error") == ""
     assert not errors
     screenshot.parent.mkdir(parents=True, exist_ok=True)
@@ -174,4 +175,10 @@ def test_the_page_shows_k0_at_once_then_swaps_in_the_adapted_result(
         new_src, width = _result_loaded(page, src)
         assert width > 0 and "learning" not in page.inner_text("#style-select")
         assert page.is_enabled("#delete-style") and page.inner_text("#error") == ""
+        # the sliders start at the model's defaults; the palette is an encoder-decoder's knob
+        assert page.input_value("#strength") == "1" and page.is_visible("#palette-row")
+        assert page.inner_text("#palette-value") == "0.50"
+        page.locator("#palette").fill("1")
+        _, width = _result_loaded(page, new_src)
+        assert width > 0 and page.inner_text("#palette-value") == "1.00"
     assert not errors

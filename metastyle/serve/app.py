@@ -30,6 +30,7 @@ from ..errors import UserError
 from ..images import image_from_bytes, resize_long_side
 from ..limits import STYLIZE, Range
 from ..presets import resolve_settings
+from ..stylenet import PALETTE
 from ..stylizer import adapt
 from .jobs import JobPool, QueueFull
 from .store import StyleStore, new_id, valid_id
@@ -103,6 +104,10 @@ def create_app(data_dir: str | Path, base: str | Path | None = None, steps: int 
     _, base_meta = read(base)  # fail now, not on the first upload, if the base is missing or bad
     store = StyleStore(data_dir)
     learning = ZeroShotStyles(base, base_meta)
+    # a style's stylize defaults, which the page's sliders start at: the base's strength and,
+    # for an encoder-decoder, its palette (a Johnson network has none: null)
+    knobs = {"strength": base_meta.get("strength", 1.0),
+             "palette": PALETTE if base_meta["generator"].get("kind") == "stylenet" else None}
     pool = JobPool(workers, queue_size)
     stylize_slots = threading.BoundedSemaphore(stylize_workers + stylize_queue)  # in the house
     stylize_running = threading.BoundedSemaphore(stylize_workers)  # of those, computing
@@ -183,7 +188,7 @@ def create_app(data_dir: str | Path, base: str | Path | None = None, steps: int 
             raise
         style_id = new_id()
         info = {"name": name, "preset": preset, "subset": chosen.subset, "steps": chosen.steps,
-                "colour_weight": chosen.colour_weight, "job_id": job.id}
+                "colour_weight": chosen.colour_weight, "job_id": job.id, **knobs}
         learning.add(style_id, job, image, info)
 
         def work(job):
@@ -244,17 +249,17 @@ def create_app(data_dir: str | Path, base: str | Path | None = None, steps: int 
             "description": "Which model of the style answered: " + "; ".join(
                 f"'{stage}' = {what}" for stage, what in STAGES.items()) + ".",
             "schema": {"type": "string", "enum": list(STAGES)}}}}})
-    def stylize(style_id: str, photo: UploadFile = File(...), strength: float = Form(1.0),
+    def stylize(style_id: str, photo: UploadFile = File(...), strength: float | None = Form(None),
                 preserve_colour: bool = Form(False), max_size: int = Form(1024),
                 palette: float | None = Form(None)):
         """Stylize a photo with a style's adapted model, or, while an encoder-decoder base's
         adaptation of it is queued or running, with its zero-shot (k = 0) model; the
         X-Metastyle-Stage header says which. A style is unknown (404) while a Johnson base's
-        adaptation of it runs, and after its adaptation failed (upload it again). ``palette``:
-        how far an encoder-decoder style's colours move to its painting's (default 0.5)."""
-        STYLIZE["strength"].check(strength, "strength")  # the CLI's ranges (metastyle.limits)
-        if palette is not None:
-            STYLIZE["palette"].check(palette, "palette")
+        adaptation of it runs, and after its adaptation failed (upload it again). ``strength``
+        and ``palette`` default to the model's (`Stylizer.generator`)."""
+        for name, value in (("strength", strength), ("palette", palette)):
+            if value is not None:  # the CLI's ranges (metastyle.limits)
+                STYLIZE[name].check(value, name)
         OUTPUT_SIDE.check(max_size, "max_size")
         if store.info(style_id) is None and learning.record(style_id) is None:
             raise _not_found("style", style_id)

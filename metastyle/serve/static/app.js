@@ -43,6 +43,23 @@ async function loadStyles(selectId) {
   $("style-select").replaceChildren(...list.map((s) => new Option(styleLabel(s), s.id)));
   if (selectId) $("style-select").value = selectId;
   updateButtons();
+  showDefaults();
+}
+
+function showKnob(knob) {
+  $(`${knob}-value`).textContent = Number($(knob).value).toFixed(2);
+}
+
+// The sliders start at the selected style's model defaults; a Johnson style has no palette.
+// Records stored before the service recorded defaults have none: strength 1, no palette.
+function showDefaults() {
+  const style = styles.get($("style-select").value);
+  if (!style) return;
+  $("strength").value = style.strength ?? 1;
+  $("palette-row").hidden = style.palette == null;
+  if (style.palette != null) $("palette").value = style.palette;
+  showKnob("strength");
+  showKnob("palette");
 }
 
 function describe(job) {
@@ -104,6 +121,7 @@ async function stylize() {
   const form = new FormData();
   form.append("photo", photo);
   form.append("strength", $("strength").value);
+  if (!$("palette-row").hidden) form.append("palette", $("palette").value);
   form.append("preserve_colour", $("preserve-colour").checked);
   form.append("max_size", "1024");
   showError();
@@ -140,11 +158,15 @@ async function deleteStyle() {
 $("style-file").addEventListener("change", updateButtons);
 $("learn").addEventListener("click", learn);
 $("delete-style").addEventListener("click", deleteStyle);
-$("style-select").addEventListener("change", () => { updateButtons(); stylize(); });
+$("style-select").addEventListener("change", () => {
+  updateButtons();
+  showDefaults();
+  stylize();
+});
 $("photo-file").addEventListener("change", stylize);
 $("preserve-colour").addEventListener("change", stylize);
-$("strength").addEventListener("input", () => {
-  $("strength-value").textContent = Number($("strength").value).toFixed(2);
-});
-$("strength").addEventListener("change", stylize); // on release: each request is a full pass
+for (const knob of ["strength", "palette"]) {
+  $(knob).addEventListener("input", () => showKnob(knob));
+  $(knob).addEventListener("change", stylize); // on release: each request is a full pass
+}
 loadStyles().catch((error) => showError(error.message));
