@@ -69,6 +69,9 @@ def main() -> None:
                         help="start the even spacing at this index of the sorted styles "
                              "(another set of the same split)")
     parser.add_argument("--photo-offset", type=int, default=0)
+    parser.add_argument("--exclude", type=Path, action="append", default=[], metavar="RESULTS",
+                        help="leave out the styles and photos an earlier run (its output "
+                             "folder) scored, before the even spacing: a set not seen before")
     parser.add_argument("--size", type=int, default=256, help="long side of scored photos")
     parser.add_argument("--style-size", type=int, default=256)
     parser.add_argument("--manifest", default=DEFAULT_MANIFEST)
@@ -88,8 +91,17 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     data = DataConfig(manifest=args.manifest)
-    styles = evenly(image_paths(data, "style", args.split)[args.style_offset:], args.styles)
-    photos = evenly(image_paths(data, "content", args.split)[args.photo_offset:], args.photos)
+    seen = {"style": set(), "content": set()}
+    for folder in args.exclude:
+        scored = json.loads((folder / "scores.json").read_text())
+        seen["style"] |= {pair["style"] for pair in scored["pairs"]}
+        seen["content"] |= {pair["photo"] for pair in scored["pairs"]}
+
+    def fresh(kind: str) -> list[Path]:
+        return [p for p in image_paths(data, kind, args.split) if p.name not in seen[kind]]
+
+    styles = evenly(fresh("style")[args.style_offset:], args.styles)
+    photos = evenly(fresh("content")[args.photo_offset:], args.photos)
     model, base_meta = checkpoint.load_generator(args.checkpoint)  # stage checkpoint or model file
     if args.palette is not None:
         model = model.with_palette(args.palette)
