@@ -13,8 +13,9 @@ peer [| gatys]).
 
 ``--variant NAME:key=value,...`` adds `metastyle adapt` from this model with those settings
 (keys of `presets.resolve_settings`: steps, lr, subset, batch, style_weight, colour_weight;
-``preset=quality`` too; ``palette`` and ``strength`` are the stylization's), adapted on
-`adapt`'s default content photos, as a user runs it:
+``preset=quality`` too; ``palette`` and ``strength`` are the stylization's, while adaptation
+runs at the model's own strength), adapted on `adapt`'s default content photos, as a user
+runs it:
 
     python experiments/stylenet_eval.py metastyle/weights/stylenet.safetensors -o out \
         --variant norm10:steps=10,lr=0.05 --variant dec10:steps=10,subset=decoder,lr=0.001

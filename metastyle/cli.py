@@ -91,7 +91,8 @@ _PORT = Range(0, 65535, integer=True)
 STRENGTH_HELP = ("0 = the base model's look (an encoder-decoder's: the photo), 1 = the full "
                  "style (default: the model's, 1 unless its file says otherwise).")
 PALETTE_HELP = ("How far an encoder-decoder model's colours move to the painting's palette: "
-                "0 = the decoder's own, 1 = fully (default: the model's, 0.5).")
+                "0 = the decoder's own, 1 = fully (default: the model's, 0.5); scaled by the "
+                "strength.")
 
 
 @app.callback()
@@ -450,7 +451,8 @@ def export_init_cmd(
                                           help="Default adapted parameters."),
     strength: Optional[float] = _ranged(None, "--strength", allowed=STYLIZE["strength"],
                                         help="An encoder-decoder's default AdaIN strength, "
-                                             "for stylize and adapt (default: 1)."),
+                                             "for stylize and adapt (default: the run's, "
+                                             "1 unless its init recorded one)."),
 ):
     """Turn a meta-training run's checkpoint into a shippable init.
 

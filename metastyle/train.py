@@ -91,7 +91,8 @@ def build_model(config: Config, source: Path | None = None,
     """The untrained generator a run of ``config`` trains. An encoder-decoder file sets its kind
     and size (``source``, with its metadata ``meta``: the run's init, or on resume and export the
     run's own checkpoint, which records the generator) and the generator runs on the loss's
-    frozen encoder; otherwise it is the Johnson network of the [generator] table."""
+    frozen encoder, at the AdaIN strength the file records (meta-training adapts at the strength
+    the product stylizes at); otherwise it is the Johnson network of the [generator] table."""
     if meta is None or meta["generator"].get("kind") != "stylenet":
         return Generator(config.generator)
     encoder = perceptual_loss(config.loss, config.train.seed).encoder

@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 import metastyle.serve.app as serve_app  # noqa: E402
 import metastyle.serve.zeroshot as serve_zeroshot  # noqa: E402
+from metastyle import checkpoint  # noqa: E402
 from metastyle.errors import UserError  # noqa: E402
 from metastyle.serve import create_app  # noqa: E402
 from metastyle.stylenet import PALETTE  # noqa: E402
@@ -276,6 +277,22 @@ def test_an_encoder_decoder_style_is_served_zero_shot_until_its_adaptation_is_do
         refined = load_stylizer(data_dir / f"{ids['style_id']}.safetensors").stylize(photo)
         assert np.array_equal(_pixels(adapted.content), _pixels(refined))
         assert not np.array_equal(_pixels(adapted.content), _pixels(k0))
+
+
+def test_stylize_defaults_to_the_base_files_strength(make_client, stylenet_base, tmp_path,
+                                                     style_png, photo):
+    tensors, meta = checkpoint.read(stylenet_base)
+    base = tmp_path / "base09.safetensors"
+    checkpoint.write(base, tensors, {**meta, "strength": 0.9})
+    with make_client(base=base) as client:
+        ids = upload(client, style_png).json()
+        assert wait_for_job(client, ids["job_id"])["state"] == "done"
+        [listed] = client.get("/styles").json()
+        assert listed["strength"] == 0.9
+        default, at_09, full = (stylize(client, ids["style_id"], photo, **form)
+                                for form in ({}, {"strength": "0.9"}, {"strength": "1"}))
+    assert np.array_equal(_pixels(default.content), _pixels(at_09.content))
+    assert not np.array_equal(_pixels(default.content), _pixels(full.content))
 
 
 def test_a_johnson_style_is_unknown_until_its_adaptation_is_done(make_client, style_png, photo,

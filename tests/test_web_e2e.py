@@ -166,6 +166,11 @@ def test_the_page_shows_k0_at_once_then_swaps_in_the_adapted_result(
             assert width > 0 and page.inner_text("#result-stage") == "k = 0 (instant)"
             assert "learning" in page.inner_text("#style-select")
             assert page.is_disabled("#delete-style") and page.is_disabled("#learn")
+            # the sliders start at the model's defaults; the palette is an encoder-decoder's
+            assert page.input_value("#strength") == "1" and page.is_visible("#palette-row")
+            assert page.inner_text("#palette-value") == "0.50"
+            page.locator("#strength").fill("0.5")
+            src, width = _result_loaded(page, src)
         finally:
             release.set()
         _job_done(page, 60)
@@ -175,9 +180,7 @@ def test_the_page_shows_k0_at_once_then_swaps_in_the_adapted_result(
         new_src, width = _result_loaded(page, src)
         assert width > 0 and "learning" not in page.inner_text("#style-select")
         assert page.is_enabled("#delete-style") and page.inner_text("#error") == ""
-        # the sliders start at the model's defaults; the palette is an encoder-decoder's knob
-        assert page.input_value("#strength") == "1" and page.is_visible("#palette-row")
-        assert page.inner_text("#palette-value") == "0.50"
+        assert page.input_value("#strength") == "0.5"  # the user's, kept past the swap
         page.locator("#palette").fill("1")
         _, width = _result_loaded(page, new_src)
         assert width > 0 and page.inner_text("#palette-value") == "1.00"

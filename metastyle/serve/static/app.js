@@ -9,6 +9,7 @@ let resultUrl = null;
 let pending = null; // AbortController of the stylize request in flight
 let styles = new Map(); // id -> record of GET /styles
 let learning = false; // a job of this page is running: one at a time
+let defaultsShownFor = null; // the style whose defaults the sliders were last set to
 
 function showError(message = "") {
   $("error").textContent = message;
@@ -43,18 +44,20 @@ async function loadStyles(selectId) {
   $("style-select").replaceChildren(...list.map((s) => new Option(styleLabel(s), s.id)));
   if (selectId) $("style-select").value = selectId;
   updateButtons();
-  showDefaults();
+  if ($("style-select").value !== defaultsShownFor) showDefaults();
 }
 
 function showKnob(knob) {
   $(`${knob}-value`).textContent = Number($(knob).value).toFixed(2);
 }
 
-// The sliders start at the selected style's model defaults; a Johnson style has no palette.
-// Records stored before the service recorded defaults have none: strength 1, no palette.
+// The sliders start at the selected style's model defaults and keep the user's values while
+// that style stays selected (its adapted model replacing k = 0 included). A Johnson style has
+// no palette; records stored before the service recorded defaults have none: strength 1.
 function showDefaults() {
   const style = styles.get($("style-select").value);
   if (!style) return;
+  defaultsShownFor = style.id;
   $("strength").value = style.strength ?? 1;
   $("palette-row").hidden = style.palette == null;
   if (style.palette != null) $("palette").value = style.palette;
