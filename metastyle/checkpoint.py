@@ -104,7 +104,7 @@ def check_metadata(path: Path, meta) -> None:
     _check_types(path, "config.", config, CONFIG_SCHEMA)
     data = config.get("data", {})
     _check_types(path, "config.data.", data, DATA_SCHEMA)
-    if not 0 <= meta.get("strength", 1.0) <= 1:
+    if not 0 <= file_strength(meta) <= 1:
         raise UserError(f"{path}: bad metadata: strength is {meta['strength']}, "
                         "expected 0 to 1")
     for key in DATA_SCHEMA:
@@ -219,6 +219,11 @@ def save_generator(path: str | Path, model, meta: dict,
                           "weights_hash": weights_hash(weights), **meta})
 
 
+def file_strength(meta: dict) -> float:
+    """The AdaIN strength an encoder-decoder file stylizes at by default (1 if it names none)."""
+    return meta.get("strength", 1.0)
+
+
 def generator_metadata(model) -> dict:
     """What a file records of its generator: the kind and size and, for the encoder-decoder,
     the AdaIN strength it stylizes at unless told otherwise."""
@@ -300,7 +305,7 @@ def build_generator(path: Path, meta: dict, encoder=None):
         raise UserError(f"{path}: made for other {meta['encoder']} weights than these "
                         f"({meta['encoder_sha256'][:12]} vs {encoder.weights_sha256[:12]})")
     model = StyleNet(StyleNetConfig(**spec), encoder)
-    model.strength = meta.get("strength", 1.0)
+    model.strength = file_strength(meta)
     return model
 
 

@@ -25,7 +25,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from ..checkpoint import SHIPPED_INIT, read
+from ..checkpoint import SHIPPED_INIT, file_strength, read
 from ..errors import UserError
 from ..images import image_from_bytes, resize_long_side
 from ..limits import STYLIZE, Range
@@ -106,7 +106,7 @@ def create_app(data_dir: str | Path, base: str | Path | None = None, steps: int 
     learning = ZeroShotStyles(base, base_meta)
     # a style's stylize defaults, which the page's sliders start at: the base's strength and,
     # for an encoder-decoder, its palette (a Johnson network has none: null)
-    knobs = {"strength": base_meta.get("strength", 1.0),
+    knobs = {"strength": file_strength(base_meta),
              "palette": PALETTE if base_meta["generator"].get("kind") == "stylenet" else None}
     pool = JobPool(workers, queue_size)
     stylize_slots = threading.BoundedSemaphore(stylize_workers + stylize_queue)  # in the house
