@@ -29,7 +29,7 @@ from .images import load_tensor, save_image
 from .losses import relative_error
 from .progress import StepBar
 from .runtime import environment, seeded_generator, set_threads, write_json
-from .stylenet import StyleNet, StyleNetConfig, channel_stats
+from .stylenet import StyleNet, StyleNetConfig, channel_stats, instance_normalized
 from .tracking import Tracker
 
 STAGES = ("autoencoder", "joint")
@@ -44,6 +44,11 @@ class StageLoss:
     feature_weight: float = 1.0  # autoencoder: relative feature error, mean over the layers
     content_weight: float = 1.0  # joint: relative error to the AdaIN target at the depth
     style_weight: float = 10.0  # joint: relative mean/std errors, mean over the layers
+    # joint: relative error between the instance-normalized features of the output and of the
+    # photo (the photo's layout with every style statistic removed), mean over structure_layers.
+    # The AdaIN content term sits at relu4_1 only, and the photo's edges fade as training goes on.
+    structure_weight: float = 0.0
+    structure_layers: list[str] = field(default_factory=lambda: ["relu2_1", "relu3_1"])
     layers: list[str] = field(default_factory=lambda: ["relu1_1", "relu2_1", "relu3_1", "relu4_1"])
 
 
@@ -96,11 +101,13 @@ def stage_losses(model: StyleNet, config: StageConfig, photos: torch.Tensor,
     def stacked(name: str) -> tuple[torch.Tensor, torch.Tensor]:
         return (torch.cat([s[name][0] for s in styles]), torch.cat([s[name][1] for s in styles]))
 
+    structure = w.structure_layers if w.structure_weight else []
     with torch.no_grad():
-        target = model.transform(model.encode(photos),
+        photo = enc(photos, sorted({*model.config.layers, *structure}))
+        target = model.transform({n: photo[n] for n in model.config.layers},
                                  {n: stacked(n) for n in model.config.layers})
     out = model.decode(target)
-    got = enc(out, w.layers)
+    got = enc(out, sorted({*w.layers, *structure}))
     terms = {"content": relative_error(got[depth], target[depth])}
     for name in w.layers:
         want_mean, want_std = stacked(name)
@@ -109,6 +116,11 @@ def stage_losses(model: StyleNet, config: StageConfig, photos: torch.Tensor,
                                   + relative_error(got_std, want_std))
     terms["style"] = sum(terms[f"style/{n}"] for n in w.layers) / len(w.layers)
     terms["total"] = w.content_weight * terms["content"] + w.style_weight * terms["style"]
+    if structure:
+        terms["structure"] = sum(relative_error(instance_normalized(got[n]),
+                                                instance_normalized(photo[n]))
+                                 for n in structure) / len(structure)
+        terms["total"] = terms["total"] + w.structure_weight * terms["structure"]
     return terms
 
 

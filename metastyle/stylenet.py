@@ -67,16 +67,21 @@ def channel_stats(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return mean, std
 
 
+def instance_normalized(features: torch.Tensor,
+                        own: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """``features`` with zero mean and unit std per image and channel (by ``own`` if given)."""
+    own_mean, own_std = channel_stats(features) if own is None else own
+    return (features - own_mean[..., None, None]) / own_std[..., None, None]
+
+
 def adain(features: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
           own: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """Give ``features`` (B,C,H,W) the channel statistics ``mean`` / ``std`` ((C,) or (B,C)).
 
     ``own``: the (mean, std), each (B,C), that the features are normalized by; by default their
     own. Tiles of one photo pass the whole photo's, so that every tile is normalized alike."""
-    own_mean, own_std = channel_stats(features) if own is None else own
-    normalized = (features - own_mean[..., None, None]) / own_std[..., None, None]
     shape = (-1, features.shape[1], 1, 1)
-    return normalized * std.view(shape) + mean.view(shape)
+    return instance_normalized(features, own) * std.view(shape) + mean.view(shape)
 
 
 def _owned_cells(start: int, stop: int, tile_start: int, size: int, scale: int) -> slice:

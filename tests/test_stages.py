@@ -90,3 +90,26 @@ def test_a_stage_can_start_from_an_exported_model_file(tiny_corpus, tmp_path):
     train_stage(config, tmp_path / "joint", progress=False)
     joint, _ = _weights(tmp_path / "joint")
     assert all(torch.equal(exported[k].float(), joint[f"model/{k}"]) for k in exported)
+
+
+def test_the_structure_term_sees_layout_not_style_statistics(tiny_corpus):
+    from metastyle.stages import StyleTargets
+    from metastyle.stylenet import instance_normalized
+    plain = _config(tiny_corpus, "joint", 1)
+    weighted = _config(tiny_corpus, "joint", 1, "loss.structure_weight=2.0")
+    model = StageRun(weighted).model
+    photos = torch.cat([load_tensor(p)[..., :16, :16] for p in sorted(
+        (tiny_corpus / "content").glob("*.png"))[:2]])
+    targets = StyleTargets(model.encoder, plain.loss.layers, 32)
+    styles = [targets(p) for p in sorted((tiny_corpus / "style").glob("*.png"))[:2]]
+    with torch.no_grad():
+        without = stage_losses(model, plain, photos, styles)
+        with_it = stage_losses(model, weighted, photos, styles)
+    assert "structure" not in without and with_it["structure"] > 0
+    assert torch.isclose(with_it["total"] - without["total"], 2.0 * with_it["structure"])
+    # what the term compares: a per-channel rescale and shift leaves the layout unchanged
+    features = torch.randn(2, 4, 8, 8)
+    shifted = features * torch.rand(1, 4, 1, 1).add(0.5) + torch.randn(1, 4, 1, 1)
+    assert torch.allclose(instance_normalized(shifted), instance_normalized(features), atol=1e-4)
+    assert not torch.allclose(instance_normalized(features.flip(-1)),
+                              instance_normalized(features), atol=1e-2)
