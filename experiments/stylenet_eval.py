@@ -115,8 +115,8 @@ def main() -> None:
     peer = StyleTransfer(device="cpu", threads=1)
     pairs, rows = [], []
     for style_path in styles:
-        style = load_tensor(style_path, args.style_size)
-        model.set_style(style)
+        style = load_tensor(style_path, args.style_size)  # the judges' and the peer's
+        model.set_style(load_tensor(style_path, checkpoint.file_style_size(base_meta)))
         adapted, adapt_seconds = {}, {}
         knobs = {}  # per variant: how it stylizes (Stylizer.stylize's strength and palette)
         for name, options in args.variant:

@@ -12,7 +12,7 @@ from typing import Callable
 
 from .adaptation import (AdaptResult, adapt, adaptation_crops, evaluate_terms, fresh_crops,
                          start_task)
-from .checkpoint import check_model_suffix, encode_delta, load_generator
+from .checkpoint import check_model_suffix, encode_delta, file_style_size, load_generator
 from .config import LossConfig
 from .errors import UserError
 from .images import (check_output_suffix, check_outputs, encode_image, load_image, load_tensor,
@@ -51,7 +51,7 @@ def adapt_style_file(style_path, base_path, contents: list, settings: AdaptSetti
     if settings.style_weight is not None:
         loss_cfg = replace(loss_cfg, style_weight=settings.style_weight)
     loss_fn = perceptual_loss(loss_cfg)
-    style = pil_to_tensor(resize_long_side(style_img, data.get("style_size", 192)))
+    style = pil_to_tensor(resize_long_side(style_img, file_style_size(meta, 192)))
     crop = data.get("crop", 96)
     # adaptation streams new crops (see fresh_crops); a fixed set reports the loss before/after
     support = adaptation_crops(contents, max(settings.batch * 2, REPORT_CROPS), crop,

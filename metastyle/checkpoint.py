@@ -224,6 +224,11 @@ def file_strength(meta: dict) -> float:
     return meta.get("strength", 1.0)
 
 
+def file_style_size(meta: dict, default: int = 256) -> int:
+    """The long side (px) a file's style images are read at: its style code and Gram targets."""
+    return meta.get("config", {}).get("data", {}).get("style_size", default)
+
+
 def generator_metadata(model) -> dict:
     """What a file records of its generator: the kind and size and, for the encoder-decoder,
     the AdaIN strength it stylizes at unless told otherwise."""

@@ -28,6 +28,7 @@ from .checkpoint import (
     SHIPPED_INIT,
     check_model_suffix,
     delta_base_file,
+    file_style_size,
     load_generator,
     read,
     save_delta,
@@ -201,8 +202,7 @@ def zero_shot(style_image: ImageLike, base: str | Path | None = None) -> Stylize
         style = style_image if isinstance(style_image, Image.Image) else tensor_to_pil(
             as_tensor(style_image)[0])
     # the size and resampling `adapt` uses, so k = 0 of adapt is exactly this stylization
-    size = meta.get("config", {}).get("data", {}).get("style_size", 256)
-    model.set_style(pil_to_tensor(resize_long_side(style, size)))
+    model.set_style(pil_to_tensor(resize_long_side(style, file_style_size(meta))))
     return Stylizer(model, provenance={"zero_shot": True, "base": str(base_path)})
 
 
