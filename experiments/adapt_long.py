@@ -19,6 +19,7 @@ import torch
 from adapt_settings import heldout_crops
 from metastyle.adaptation import adapt, evaluate_terms, fresh_crops
 from metastyle.bench import load_init
+from metastyle.checkpoint import file_style_size
 from metastyle.config import DEFAULT_MANIFEST, LossConfig
 from metastyle.corpus import default_content_paths, read_manifest
 from metastyle.images import load_tensor, save_image
@@ -47,7 +48,7 @@ def main() -> None:
     base, meta = load_init(args.base)
     data = meta["config"]["data"]
     judge = perceptual_loss(LossConfig(**meta.get("loss", meta["config"]["loss"])))
-    style = load_tensor(args.style, data["style_size"])
+    style = load_tensor(args.style, file_style_size(meta))
     targets = judge.style_targets(style)
     photos = (read_manifest(args.manifest, "content", "train") if args.photos == "train"
               else default_content_paths())

@@ -23,6 +23,7 @@ from metastyle.adapt_file import SUPPORT_CROPS
 from metastyle.adaptation import (adapt, adaptation_crops, cycle_batches, evaluate_terms,
                                   fresh_crops)
 from metastyle.bench import load_init
+from metastyle.checkpoint import file_style_size
 from metastyle.config import DEFAULT_MANIFEST, LossConfig
 from metastyle.corpus import default_content_paths, random_crops, read_manifest
 from metastyle.images import load_tensor, save_image
@@ -87,7 +88,7 @@ def main() -> None:
     photo = load_tensor(args.photo or contents[0], args.size)
     rows = []
     for style_path in args.styles:
-        style_size = args.style_size or data.get("style_size", 192)
+        style_size = args.style_size or file_style_size(meta)
         style = load_tensor(style_path, style_size)
         shown = [torch.nn.functional.interpolate(style, size=photo.shape[-2:], mode="area")]
         targets = judge.style_targets(style)  # Gram targets do not depend on the loss weights

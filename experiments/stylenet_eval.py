@@ -115,7 +115,9 @@ def main() -> None:
     peer = StyleTransfer(device="cpu", threads=1)
     pairs, rows = [], []
     for style_path in styles:
-        style = load_tensor(style_path, args.style_size)  # the judges' and the peer's
+        # the judges and the peer read the painting at --style-size; the model at its file's
+        # size, as `zero_shot` and `adapt` do
+        style = load_tensor(style_path, args.style_size)
         model.set_style(load_tensor(style_path, checkpoint.file_style_size(base_meta)))
         adapted, adapt_seconds = {}, {}
         knobs = {}  # per variant: how it stylizes (Stylizer.stylize's strength and palette)
@@ -166,7 +168,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "scores.json").write_text(json.dumps(
         {"checkpoint": str(args.checkpoint), "split": args.split, "styles": len(styles),
-         "photos": len(photos), "columns": ["style", "photo", *names], "means": means,
+         "photos": len(photos), "zero_shot_strength": model.strength,
+         "columns": ["style", "photo", *names], "means": means,
          "against_peer": against_peer, "pairs": pairs}, indent=1))
     width = max(r.shape[-1] for r in rows)
     grid = torch.cat([torch.nn.functional.pad(r, (0, width - r.shape[-1])) for r in rows], dim=-2)

@@ -51,7 +51,7 @@ def adapt_style_file(style_path, base_path, contents: list, settings: AdaptSetti
     if settings.style_weight is not None:
         loss_cfg = replace(loss_cfg, style_weight=settings.style_weight)
     loss_fn = perceptual_loss(loss_cfg)
-    style = pil_to_tensor(resize_long_side(style_img, file_style_size(meta, 192)))
+    style = pil_to_tensor(resize_long_side(style_img, file_style_size(meta)))
     crop = data.get("crop", 96)
     # adaptation streams new crops (see fresh_crops); a fixed set reports the loss before/after
     support = adaptation_crops(contents, max(settings.batch * 2, REPORT_CROPS), crop,

@@ -224,9 +224,12 @@ def file_strength(meta: dict) -> float:
     return meta.get("strength", 1.0)
 
 
-def file_style_size(meta: dict, default: int = 256) -> int:
-    """The long side (px) a file's style images are read at: its style code and Gram targets."""
-    return meta.get("config", {}).get("data", {}).get("style_size", default)
+def file_style_size(meta: dict) -> int:
+    """The long side (px) a file's style images are read at: its style code and Gram targets.
+    Files that name none read them at their kind's training size (the data defaults of
+    stages.py and config.py)."""
+    trained_at = 256 if meta.get("generator", {}).get("kind") == "stylenet" else 192
+    return meta.get("config", {}).get("data", {}).get("style_size", trained_at)
 
 
 def generator_metadata(model) -> dict:

@@ -103,11 +103,11 @@ def stage_losses(model: StyleNet, config: StageConfig, photos: torch.Tensor,
 
     structure = w.structure_layers if w.structure_weight else []
     with torch.no_grad():
-        photo = enc(photos, sorted({*model.config.layers, *structure}))
+        photo = enc(photos, {*model.config.layers, *structure})
         target = model.transform({n: photo[n] for n in model.config.layers},
                                  {n: stacked(n) for n in model.config.layers})
     out = model.decode(target)
-    got = enc(out, sorted({*w.layers, *structure}))
+    got = enc(out, {*w.layers, *structure})
     terms = {"content": relative_error(got[depth], target[depth])}
     for name in w.layers:
         want_mean, want_std = stacked(name)

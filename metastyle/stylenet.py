@@ -69,7 +69,8 @@ def channel_stats(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def instance_normalized(features: torch.Tensor,
                         own: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-    """``features`` with zero mean and unit std per image and channel (by ``own`` if given)."""
+    """``features`` less their per-image, per-channel mean, over their std (or ``own``'s
+    mean and std: the whole photo's, for a tile)."""
     own_mean, own_std = channel_stats(features) if own is None else own
     return (features - own_mean[..., None, None]) / own_std[..., None, None]
 

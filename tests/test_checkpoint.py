@@ -265,3 +265,11 @@ def test_a_delta_names_a_shipped_base_by_file_name_and_the_old_name_means_the_jo
     assert checkpoint.delta_base_file(out, {"base_path": "shipped"}) == checkpoint.SHIPPED_JOHNSON
     assert checkpoint.delta_base_file(out, {"base_path": "shipped:stylenet.safetensors"}) == (
         checkpoint.SHIPPED_INIT)
+
+
+def test_a_files_style_size_is_its_own_or_its_kinds_training_size():
+    assert checkpoint.file_style_size({"config": {"data": {"style_size": 384}}}) == 384
+    assert checkpoint.file_style_size({"generator": {"kind": "stylenet"}}) == 256
+    assert checkpoint.file_style_size({"generator": {"width": 32}}) == 192  # a Johnson network
+    _, shipped = checkpoint.read(checkpoint.SHIPPED_INIT)
+    assert checkpoint.file_style_size(shipped) == shipped["config"]["data"]["style_size"]

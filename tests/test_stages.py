@@ -9,7 +9,7 @@ from metastyle import checkpoint
 from metastyle.config import load_config
 from metastyle.errors import UserError
 from metastyle.images import load_tensor
-from metastyle.stages import (CHECKPOINT, StageConfig, StageRun, stage_losses,
+from metastyle.stages import (CHECKPOINT, StageConfig, StageRun, StyleTargets, stage_losses,
                               train_stage)
 
 
@@ -92,9 +92,8 @@ def test_a_stage_can_start_from_an_exported_model_file(tiny_corpus, tmp_path):
     assert all(torch.equal(exported[k].float(), joint[f"model/{k}"]) for k in exported)
 
 
-def test_the_structure_term_sees_layout_not_style_statistics(tiny_corpus):
-    from metastyle.stages import StyleTargets
-    from metastyle.stylenet import instance_normalized
+
+def test_the_structure_term_compares_the_outputs_layout_with_the_photos(tiny_corpus):
     plain = _config(tiny_corpus, "joint", 1)
     weighted = _config(tiny_corpus, "joint", 1, "loss.structure_weight=2.0")
     model = StageRun(weighted).model
@@ -105,11 +104,10 @@ def test_the_structure_term_sees_layout_not_style_statistics(tiny_corpus):
     with torch.no_grad():
         without = stage_losses(model, plain, photos, styles)
         with_it = stage_losses(model, weighted, photos, styles)
-    assert "structure" not in without and with_it["structure"] > 0
-    assert torch.isclose(with_it["total"] - without["total"], 2.0 * with_it["structure"])
-    # what the term compares: a per-channel rescale and shift leaves the layout unchanged
-    features = torch.randn(2, 4, 8, 8)
-    shifted = features * torch.rand(1, 4, 1, 1).add(0.5) + torch.randn(1, 4, 1, 1)
-    assert torch.allclose(instance_normalized(shifted), instance_normalized(features), atol=1e-4)
-    assert not torch.allclose(instance_normalized(features.flip(-1)),
-                              instance_normalized(features), atol=1e-2)
+        assert "structure" not in without and with_it["structure"] > 0.05
+        assert torch.isclose(with_it["total"] - without["total"], 2.0 * with_it["structure"])
+        # a decoder that gives back the photo has its layout; the mirrored photo has not
+        model.decode = lambda features: photos
+        assert stage_losses(model, weighted, photos, styles)["structure"] < 1e-6
+        model.decode = lambda features: photos.flip(-1)
+        assert stage_losses(model, weighted, photos, styles)["structure"] > 0.05
