@@ -13,7 +13,7 @@ from typer.core import TyperGroup
 
 from .errors import UserError
 from .images import DEFAULT_MAX_PIXELS
-from .limits import ADAPT, PRESET_NAMES, STYLIZE, Range
+from .limits import ADAPT, EXPORT, PRESET_NAMES, STYLIZE, Range
 from .generator import ADAPT_SUBSETS
 from .progress import StepBar
 
@@ -453,6 +453,10 @@ def export_init_cmd(
                                         help="An encoder-decoder's default AdaIN strength, "
                                              "for stylize and adapt (default: the run's, "
                                              "1 unless its init recorded one)."),
+    style_size: Optional[int] = _ranged(None, "--style-size", allowed=EXPORT["style_size"],
+                                        help="Long side (px) the file reads a style image at, "
+                                             "for its style code and Gram targets; larger "
+                                             "gives larger marks (default: the run's)."),
 ):
     """Turn a meta-training run's checkpoint into a shippable init.
 
@@ -461,7 +465,8 @@ def export_init_cmd(
     from .train import export_init
 
     chosen = {"steps": adapt_steps, "lr": adapt_lr, "subset": adapt_subset}
-    export_init(run_dir, output, {k: v for k, v in chosen.items() if v is not None}, strength)
+    export_init(run_dir, output, {k: v for k, v in chosen.items() if v is not None}, strength,
+                style_size)
     typer.echo(f"{output}: {output.stat().st_size / 1e6:.2f} MB")
 
 

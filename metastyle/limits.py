@@ -76,6 +76,12 @@ STYLIZE = {
 }
 
 
+# `metastyle export-init`: what a model file records for the styles it is given.
+EXPORT = {
+    "style_size": Range(16, 8192, integer=True),  # checkpoint.check_metadata's bounds
+}
+
+
 def check_all(ranges: dict[str, Range], values: dict, prefix: str = "") -> None:
     """Check each of ``values`` that is not None against its range in ``ranges``."""
     for key, value in values.items():

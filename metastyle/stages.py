@@ -232,11 +232,11 @@ def train_stage(config: StageConfig, run_dir: Path, resume: bool = False,
 
 
 def export_stage(run_dir: Path, out: Path, recommend: dict | None = None,
-                 strength: float | None = None) -> None:
+                 strength: float | None = None, style_size: int | None = None) -> None:
     """Turn a stage checkpoint into a generator file that `metastyle adapt` and `stylize
     --style` start from. Adaptation refines it under the perceptual loss of ``LossConfig``
-    (the stage's own loss is kept as ``stage_loss``); ``recommend`` and ``strength`` as in
-    `train.export_init`.
+    (the stage's own loss is kept as ``stage_loss``); ``recommend``, ``strength`` and
+    ``style_size`` as in `train.export_init`.
     Weights are stored in float16: half the file of a model that ships in git, outputs within
     0.001 of float32 (max over a 256 px photo, measured 2026-12-01)."""
     from .config import LossConfig
@@ -249,7 +249,8 @@ def export_stage(run_dir: Path, out: Path, recommend: dict | None = None,
     model.load_state_dict(state.model)
     if strength is not None:
         model.strength = strength
-    data = {"crop": config["data"]["crop"], "style_size": config["data"]["style_size"]}
+    data = {"crop": config["data"]["crop"],
+            "style_size": style_size or config["data"]["style_size"]}
     checkpoint.save_generator(out, model, {
         "trained_by": f"stage {meta['stage']}", "step": meta["step"],
         "wall_seconds": meta.get("wall_seconds"), "encoder": meta["encoder"],

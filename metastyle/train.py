@@ -167,19 +167,21 @@ def joint_config(config: Config) -> Config:
 
 
 def export_init(run_dir: Path, out: Path, recommend: dict | None = None,
-                strength: float | None = None) -> None:
+                strength: float | None = None, style_size: int | None = None) -> None:
     """Turn a run's checkpoint into a generator file (the shippable meta-init).
 
     ``recommend`` (some of steps / lr / subset, chosen by the benchmark on train styles)
     becomes what `metastyle adapt` does by default with this init; the subset defaults to the
     one the run meta-trained. ``strength``: the AdaIN strength an encoder-decoder stylizes at
-    by default (and adapts at), else the run's.
+    by default (and adapts at), else the run's. ``style_size``: the long side (px) the file
+    reads style images at, for their style code and Gram targets (`checkpoint.file_style_size`),
+    else the run's; a larger painting gives larger marks.
     """
     run_dir = Path(run_dir)
     saved = checkpoint.read_training(run_dir / CHECKPOINT)
     meta = saved.meta
     if "stage" in meta:  # an encoder-decoder stage run
-        return export_stage(run_dir, out, recommend, strength)
+        return export_stage(run_dir, out, recommend, strength, style_size)
     model = build_model(config_from_dict(meta["config"]), run_dir / CHECKPOINT, meta)
     model.load_state_dict(saved.model)
     if strength is not None:
@@ -188,6 +190,9 @@ def export_init(run_dir: Path, out: Path, recommend: dict | None = None,
         model.strength = strength
     provenance = {k: meta[k] for k in ("step", "config", "encoder", "encoder_sha256", "loss",
                                        "wall_seconds") if k in meta}
+    if style_size:
+        data = {**provenance["config"]["data"], "style_size": style_size}
+        provenance["config"] = {**provenance["config"], "data": data}
     advice = recommendation_metadata({"subset": meta["config"]["meta"]["subset"],
                                       **(recommend or {})})
     checkpoint.save_generator(out, model, {**provenance, "trained_by": "meta-train", **advice})

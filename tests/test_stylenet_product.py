@@ -165,3 +165,23 @@ def test_onnx_export_holds_encoder_and_decoder_with_the_code_baked_in(stylenet_b
     with torch.no_grad():
         want = model(photo).numpy()
     assert got.shape == want.shape and np.abs(got - want).max() < 1e-4
+
+
+def test_export_init_sets_the_size_a_file_reads_styles_at(stylenet_base, tiny_corpus, tmp_path):
+    from metastyle.images import load_tensor
+
+    big = tmp_path / "big.safetensors"
+    _ok(runner.invoke(app, ["export-init", str(stylenet_base.parent / "ae-run"), "-o", str(big),
+                            "--style-size", "64"]))
+    assert checkpoint.file_style_size(checkpoint.read(big)[1]) == 64
+    style = tiny_corpus / "style" / "style0.png"
+    model = zero_shot(style, big).model
+    want = model.style_code_of(load_tensor(style, 64))
+    got = model.code.as_dict()
+    assert all(torch.allclose(got[n][0], want[n][0]) for n in want)
+    default = zero_shot(style, stylenet_base).model.code.as_dict()  # read at the run's 32 px
+    assert not all(torch.allclose(got[n][1], default[n][1]) for n in got)
+    bad = runner.invoke(app, ["export-init", str(stylenet_base.parent / "ae-run"), "-o",
+                              str(tmp_path / "bad.safetensors"), "--style-size", "8"])
+    assert bad.exit_code == 2 and "--style-size" in bad.stderr
+    assert not (tmp_path / "bad.safetensors").exists()
