@@ -42,13 +42,14 @@ RANGES = {
     "data.crop": _SIDE, "data.style_size": _SIDE, "data.eval_styles": _COUNT,
     "meta.meta_batch": _POSITIVE, "meta.inner_steps": _COUNT, "meta.support": _COUNT,
     "meta.query": _POSITIVE, "meta.inner_lr": _RATE, "meta.meta_lr": _RATE,
+    "meta.rate_lr": _WEIGHT,
     "meta.anchor": _WEIGHT, "meta.grad_clip": _WEIGHT, "meta.inner_grad_clip": _WEIGHT,
     "meta.divergence_factor": Range(1, low_open=True),
     "adapt.steps": _COUNT, "adapt.lr": _RATE, "adapt.batch": _POSITIVE,
     "loss.content_weight": _WEIGHT, "loss.style_weight": _WEIGHT, "loss.tv_weight": _WEIGHT,
     "loss.colour_weight": _WEIGHT, "loss.pixel_weight": _WEIGHT, "loss.feature_weight": _WEIGHT,
     # StageConfig (lr 0 is a legitimate frozen step: a stage's tests use it)
-    "lr": _WEIGHT, "batch": _POSITIVE,
+    "lr": _WEIGHT, "batch": _POSITIVE, "loss.structure_weight": _WEIGHT,
     # BenchConfig
     "styles": _POSITIVE, "eval_photos": _POSITIVE, "eval_size": _SIDE, "support_crops": _POSITIVE,
     "ks": _COUNT, "default_k": _COUNT, "tune_styles": _COUNT, "per_style_steps": _COUNT,
@@ -98,6 +99,9 @@ class MetaConfig:
     support: int = 2  # content crops per style for the inner loop
     query: int = 2  # disjoint content crops per style for the outer loss
     meta_lr: float = 1e-4
+    # Adam rate of the Meta-SGD log-rates; 0 = meta_lr. At 1e-4 a log-rate moves at most 0.02
+    # in 200 steps, so the rates of a short run stay where they start.
+    rate_lr: float = 0.0
     anchor: float = 1.0  # weight of the un-adapted init's query loss in the outer loss (MAML++)
     grad_clip: float = 1.0  # outer-gradient norm clip
     divergence_factor: float = 20.0  # stop if the loss EMA exceeds its best by this factor

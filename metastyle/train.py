@@ -19,7 +19,7 @@ import torch
 
 from . import checkpoint, distributed
 from .adaptation import adapt, cycle_batches, evaluate_terms, start_task
-from .config import Config, config_from_dict, config_to_dict
+from .config import Config, MetaConfig, config_from_dict, config_to_dict
 from .corpus import EpisodeSampler, image_paths, random_crops
 from .errors import UserError
 from .generator import Generator, adapt_parameter_names
@@ -99,6 +99,15 @@ def build_model(config: Config, source: Path | None = None,
     return checkpoint.build_generator(source, meta, encoder)
 
 
+def meta_parameter_groups(learner: MetaLearner, m: MetaConfig) -> list[dict]:
+    """The outer optimizer's groups: the init at ``meta_lr``, the Meta-SGD log-rates in a group
+    of their own at ``rate_lr`` when it is set (one group otherwise, as runs from before it)."""
+    if not (m.rate_lr and learner.log_rates):
+        return [{"params": list(learner.parameters())}]
+    return [{"params": list(learner.model.parameters())},
+            {"params": list(learner.log_rates.parameters()), "lr": m.rate_lr}]
+
+
 class RunState:
     """Everything a checkpoint must restore. ``source`` / ``meta``: the file that sets the
     generator's kind, as in `build_model`."""
@@ -110,7 +119,7 @@ class RunState:
         m = config.meta
         self.learner = MetaLearner(model, adapt_parameter_names(model, m.subset), m.inner_lr,
                                    m.meta_sgd)
-        self.optimizer = torch.optim.Adam(self.learner.parameters(), lr=m.meta_lr)
+        self.optimizer = torch.optim.Adam(meta_parameter_groups(self.learner, m), lr=m.meta_lr)
         self.episode_rng = seeded_generator(config.train.seed)
         # a torchrun run's checkpoint: one generator state per episode slot, and its world size
         self.slot_rng: torch.Tensor | None = None

@@ -1,6 +1,7 @@
 """Meta-training runs: logging, checkpoints, exact resume after SIGKILL, divergence guard."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -9,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import tiny_config_overrides
 from metastyle import checkpoint
@@ -150,3 +152,22 @@ def test_divergence_guard_trips_on_growth_without_nan():
             state.check_divergence(1000.0)
     with pytest.raises(TrainingDiverged, match="non-finite"):
         state.check_divergence(float("nan"))
+
+
+@pytest.mark.parametrize("rate_lr", [0.0, 0.05])
+def test_the_meta_sgd_rates_learn_at_their_own_rate_and_resume(tiny_corpus, tmp_path, rate_lr):
+    overrides = tiny_config_overrides(tiny_corpus) + [
+        "meta.inner_lr=0.1", "meta.meta_lr=0.0001", f"meta.rate_lr={rate_lr}"]
+    meta_train(load_config(None, overrides + ["train.steps=4"]), tmp_path / "straight",
+               progress=False)
+    meta_train(load_config(None, overrides + ["train.steps=2"]), tmp_path / "resumed",
+               progress=False)
+    meta_train(load_config(None, overrides + ["train.steps=4"]), tmp_path / "resumed",
+               resume=True, progress=False)
+    straight, resumed = (checkpoint.read_training(tmp_path / d / CHECKPOINT)
+                         for d in ("straight", "resumed"))
+    assert all(torch.equal(straight.log_rates[k], resumed.log_rates[k])
+               for k in straight.log_rates)
+    # Adam moves each value by about its rate per step: 4 steps at most 4x the rate
+    moved = max((v - math.log(0.1)).abs().item() for v in straight.log_rates.values())
+    assert moved < 5 * 1e-4 if not rate_lr else 0.01 < moved < 5 * rate_lr
