@@ -46,8 +46,9 @@ class StageLoss:
     style_weight: float = 10.0  # joint: relative mean/std errors, mean over the layers
     # joint: relative error between the instance-normalized features of the output and of the
     # photo (the photo's layout with every style statistic removed), mean over structure_layers.
-    # The AdaIN content term sits at relu4_1 only, and the photo's edges fade as training goes on.
-    structure_weight: float = 0.0
+    # The AdaIN content term sits at relu4_1 only, and without this term the photo's edges fade
+    # as training goes on (experiments/LOG.md, 2026-12-02).
+    structure_weight: float = 0.5
     structure_layers: list[str] = field(default_factory=lambda: ["relu2_1", "relu3_1"])
     layers: list[str] = field(default_factory=lambda: ["relu1_1", "relu2_1", "relu3_1", "relu4_1"])
 
