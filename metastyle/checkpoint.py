@@ -21,6 +21,7 @@ from safetensors.torch import load, save
 
 from .errors import UserError
 from .images import atomic_write_bytes, check_readable_file
+from .limits import NETWORK_SIDE
 
 FORMAT_VERSION = 1
 META_KEY = "metastyle"
@@ -108,9 +109,9 @@ def check_metadata(path: Path, meta) -> None:
         raise UserError(f"{path}: bad metadata: strength is {meta['strength']}, "
                         "expected 0 to 1")
     for key in DATA_SCHEMA:
-        if key in data and not 16 <= data[key] <= 8192:
+        if key in data and not NETWORK_SIDE.ok(data[key]):
             raise UserError(f"{path}: bad metadata: config.data.{key} is {data[key]}, "
-                            "expected 16 to 8192")
+                            f"expected {NETWORK_SIDE.low} to {NETWORK_SIDE.high}")
 
 
 def read(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:

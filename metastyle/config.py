@@ -17,7 +17,7 @@ from .distributed import BACKENDS
 from .errors import UserError
 from .encoders import PRECISIONS
 from .generator import ADAPT_SUBSETS, GeneratorConfig
-from .limits import Range
+from .limits import NETWORK_SIDE, Range
 from .meta import INNER_OPTIMIZERS
 
 DEFAULT_MANIFEST = "../shared/data/manifest.tsv"
@@ -28,7 +28,6 @@ CHOICES = {"meta.subset": ADAPT_SUBSETS, "adapt.subset": ADAPT_SUBSETS,
 
 _POSITIVE = Range(1, integer=True)
 _COUNT = Range(0, integer=True)
-_SIDE = Range(16, 8192, integer=True)  # crops and image sides the networks take (images.MIN_SIDE)
 _RATE = Range(0, low_open=True)
 _WEIGHT = Range(0)
 # Numeric keys with a range, by dotted path under the root dataclass (Config, BenchConfig,
@@ -39,7 +38,7 @@ RANGES = {
     "train.steps": _POSITIVE, "train.log_every": _POSITIVE, "train.checkpoint_every": _POSITIVE,
     "train.eval_every": _POSITIVE, "train.sample_every": _POSITIVE, "train.threads": _COUNT,
     "generator.width": _POSITIVE, "generator.res_blocks": _COUNT,
-    "data.crop": _SIDE, "data.style_size": _SIDE, "data.eval_styles": _COUNT,
+    "data.crop": NETWORK_SIDE, "data.style_size": NETWORK_SIDE, "data.eval_styles": _COUNT,
     "meta.meta_batch": _POSITIVE, "meta.inner_steps": _COUNT, "meta.support": _COUNT,
     "meta.query": _POSITIVE, "meta.inner_lr": _RATE, "meta.meta_lr": _RATE,
     "meta.rate_lr": _WEIGHT,
@@ -51,10 +50,11 @@ RANGES = {
     # StageConfig (lr 0 is a legitimate frozen step: a stage's tests use it)
     "lr": _WEIGHT, "batch": _POSITIVE, "loss.structure_weight": _WEIGHT,
     # BenchConfig
-    "styles": _POSITIVE, "eval_photos": _POSITIVE, "eval_size": _SIDE, "support_crops": _POSITIVE,
+    "styles": _POSITIVE, "eval_photos": _POSITIVE, "eval_size": NETWORK_SIDE,
+    "support_crops": _POSITIVE,
     "ks": _COUNT, "default_k": _COUNT, "tune_styles": _COUNT, "per_style_steps": _COUNT,
     "per_style_lr": _RATE, "per_style_batch": _POSITIVE, "gatys_steps": _COUNT,
-    "colour_weight": _WEIGHT, "threads": _COUNT, "tune_lrs": _RATE, "judge_size": _SIDE,
+    "colour_weight": _WEIGHT, "threads": _COUNT, "tune_lrs": _RATE, "judge_size": NETWORK_SIDE,
 }
 
 

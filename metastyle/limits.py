@@ -76,10 +76,12 @@ STYLIZE = {
 }
 
 
+# Crop sizes and style-image sides the networks take (images.MIN_SIDE and up): config files,
+# model-file metadata and `metastyle export-init` share it.
+NETWORK_SIDE = Range(16, 8192, integer=True)
+
 # `metastyle export-init`: what a model file records for the styles it is given.
-EXPORT = {
-    "style_size": Range(16, 8192, integer=True),  # checkpoint.check_metadata's bounds
-}
+EXPORT = {"style_size": NETWORK_SIDE}
 
 
 def check_all(ranges: dict[str, Range], values: dict, prefix: str = "") -> None:
