@@ -39,8 +39,11 @@ class AdaptResult:
     @property
     def saved_names(self) -> list[str]:
         """What a style file stores: the changed parameters, and the buffers, which the style
-        sets and adaptation leaves (the encoder-decoder's palette; the Johnson network has none)."""
-        return [*self.names, *(n for n, _ in self.model.named_buffers())]
+        sets and adaptation leaves (the encoder-decoder's palette; the Johnson network has none).
+        Constant buffers that no model file holds (a student encoder's input normalization)
+        are not the style's."""
+        stored = self.model.state_dict()
+        return [*self.names, *(n for n, _ in self.model.named_buffers() if n in stored)]
 
 
 def cycle_batches(support: torch.Tensor, batch: int) -> Callable[[int], torch.Tensor]:

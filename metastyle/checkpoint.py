@@ -71,6 +71,7 @@ META_SCHEMA = {
     "base_hash": str, "base_path": str, "encoder": str, "encoder_sha256": str, "loss": dict,
     "config": dict, "optimizer": dict, "adapt_steps": int, "adapt_lr": _NUMBER,
     "adapt_subset": str, "step": int, "wall_seconds": _NUMBER, "strength": _NUMBER,
+    "teacher": dict,
 }
 # Within "config": the tables and the values adaptation reads.
 CONFIG_SCHEMA = {"data": dict, "loss": dict, "meta": dict, "train": dict}
@@ -296,7 +297,8 @@ def build_generator(path: Path, meta: dict, encoder=None):
     """An untrained generator of the kind and size ``meta`` records: the Johnson network, or
     the encoder-decoder on a frozen encoder. That is ``encoder`` when given (a training run
     passes its loss's, so the two share one trunk at the run's precision), else the one the
-    file names; either way the one the file was made for (checked by name and weights hash)."""
+    file names; either way the one the file was made for (checked by name and weights hash).
+    A student encoder (``student_width``) is part of the generator's own weights."""
     from .generator import Generator, GeneratorConfig
 
     spec = dict(meta["generator"])
@@ -318,14 +320,15 @@ def build_generator(path: Path, meta: dict, encoder=None):
     return model
 
 
-def load_generator(path: str | Path):
-    """Load a generator or delta file -> (generator in eval mode, metadata)."""
+def load_generator(path: str | Path, encoder=None):
+    """Load a generator or delta file -> (generator in eval mode, metadata); ``encoder`` as in
+    `build_generator`."""
     path = Path(path)
     tensors, meta = read(path)
     if meta.get("kind") not in ("generator", "delta", "training"):
         raise UserError(f"{path}: not a generator model (kind {meta.get('kind')!r})")
     try:
-        model = build_generator(path, meta)
+        model = build_generator(path, meta, encoder)
         weights = generator_weights(tensors)
         if meta["kind"] == "delta":
             weights = {**_resolve_base(path, meta), **weights}

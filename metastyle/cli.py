@@ -165,7 +165,8 @@ def train_stage_cmd(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --run-dir."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ):
-    """Train a stage of the encoder-decoder generator (autoencoder, then joint).
+    """Train a stage of the encoder-decoder generator (autoencoder, then joint; distill: a
+    fast student of a model file).
 
     Example: metastyle train-stage experiments/stylenet/autoencoder.toml --set train.steps=2000
     """

@@ -17,7 +17,7 @@ from .distributed import BACKENDS
 from .errors import UserError
 from .encoders import PRECISIONS
 from .generator import ADAPT_SUBSETS, GeneratorConfig
-from .limits import NETWORK_SIDE, Range
+from .limits import NETWORK_SIDE, STUDENT_WIDTH, Range
 from .meta import INNER_OPTIMIZERS
 
 DEFAULT_MANIFEST = "../shared/data/manifest.tsv"
@@ -38,6 +38,7 @@ RANGES = {
     "train.steps": _POSITIVE, "train.log_every": _POSITIVE, "train.checkpoint_every": _POSITIVE,
     "train.eval_every": _POSITIVE, "train.sample_every": _POSITIVE, "train.threads": _COUNT,
     "generator.width": _POSITIVE, "generator.res_blocks": _COUNT,
+    "generator.student_width": STUDENT_WIDTH,
     "data.crop": NETWORK_SIDE, "data.style_size": NETWORK_SIDE, "data.eval_styles": _COUNT,
     "meta.meta_batch": _POSITIVE, "meta.inner_steps": _COUNT, "meta.support": _COUNT,
     "meta.query": _POSITIVE, "meta.inner_lr": _RATE, "meta.meta_lr": _RATE,
@@ -49,6 +50,7 @@ RANGES = {
     "loss.colour_weight": _WEIGHT, "loss.pixel_weight": _WEIGHT, "loss.feature_weight": _WEIGHT,
     # StageConfig (lr 0 is a legitimate frozen step: a stage's tests use it)
     "lr": _WEIGHT, "batch": _POSITIVE, "loss.structure_weight": _WEIGHT,
+    "loss.lift_weight": _WEIGHT,
     # BenchConfig
     "styles": _POSITIVE, "eval_photos": _POSITIVE, "eval_size": NETWORK_SIDE,
     "support_crops": _POSITIVE,

@@ -90,6 +90,42 @@ def vgg_layer_names(cfg: list) -> list[str]:
     return names
 
 
+def trunk_activations(features: nn.Sequential, names: list[str], x: torch.Tensor,
+                      layers) -> dict[str, torch.Tensor]:
+    """``{layer: activation}`` of the trunk ``features`` (its modules called ``names``) on the
+    already normalized ``x``, run only as deep as the deepest of ``layers``."""
+    wanted = set(layers)
+    out, h = {}, x
+    for name, module in zip(names, features):
+        h = module(h)
+        if name in wanted:
+            out[name] = h
+            if len(out) == len(wanted):
+                break
+    return out
+
+
+class InputNormalization(nn.Module):
+    """RGB [0,1] -> a VGG trunk's input space: BGR 0..255 minus the caffe means (``caffe``,
+    the HED weights) or the ImageNet mean and std (``imagenet``, torchvision's weights).
+
+    Its buffers are constants, so they stay out of ``state_dict``: a generator that owns a copy
+    (a student encoder, student.py) stores no rounded version of them in its float16 file."""
+
+    def __init__(self, kind: str):
+        super().__init__()
+        self.kind = kind
+        mean, std = (CAFFE_BGR_MEAN, (1.0, 1.0, 1.0)) if kind == "caffe" else (IMAGENET_MEAN,
+                                                                              IMAGENET_STD)
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "caffe":
+            x = x.flip(1) * 255.0
+        return (x - self.mean) / self.std
+
+
 class Encoder(nn.Module):
     """A frozen VGG trunk; ``forward(x, layers)`` returns ``{layer_name: activation}``.
 
@@ -104,23 +140,11 @@ class Encoder(nn.Module):
         self.name = name
         self.precision = precision
         self.weights_sha256 = weights_sha256
-        self.normalization = normalization
+        self.preprocess = InputNormalization(normalization)
         self.features = vgg_trunk(cfg)
         self.layer_names = vgg_layer_names(cfg)
-        if normalization == "caffe":
-            self.register_buffer("mean", torch.tensor(CAFFE_BGR_MEAN).view(1, 3, 1, 1))
-            self.register_buffer("std", torch.ones(1, 3, 1, 1))
-        else:
-            self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
-            self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
         self.requires_grad_(False)
         self.eval()
-
-    def preprocess(self, x: torch.Tensor) -> torch.Tensor:
-        """RGB [0,1] -> this encoder's input space (BGR 0..255 minus means for caffe weights)."""
-        if self.normalization == "caffe":
-            x = x.flip(1) * 255.0
-        return (x - self.mean) / self.std
 
     def forward(self, x: torch.Tensor, layers) -> dict[str, torch.Tensor]:
         if self.precision == "float32" or (x.device.type == "cpu" and not cpu_has_bf16()):
@@ -130,18 +154,10 @@ class Encoder(nn.Module):
         return {name: h.float() for name, h in out.items()}
 
     def _activations(self, x: torch.Tensor, layers) -> dict[str, torch.Tensor]:
-        wanted = set(layers)
-        unknown = wanted - set(self.layer_names)
+        unknown = set(layers) - set(self.layer_names)
         if unknown:
             raise ValueError(f"encoder {self.name} has no layer(s) {sorted(unknown)}")
-        out, h = {}, self.preprocess(x)
-        for name, module in zip(self.layer_names, self.features):
-            h = module(h)
-            if name in wanted:
-                out[name] = h
-                if len(out) == len(wanted):
-                    break
-        return out
+        return trunk_activations(self.features, self.layer_names, self.preprocess(x), layers)
 
 
 def _sha256(path: Path) -> str:

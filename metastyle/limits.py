@@ -80,6 +80,10 @@ STYLIZE = {
 # model-file metadata and `metastyle export-init` share it.
 NETWORK_SIDE = Range(16, 8192, integer=True)
 
+# A student encoder's channels as a fraction of VGG16's (stylenet.StyleNetConfig.student_width;
+# 0 = none, the frozen encoder): config files and model-file metadata share it.
+STUDENT_WIDTH = Range(0, 1)
+
 # `metastyle export-init`: what a model file records for the styles it is given.
 EXPORT = {"style_size": NETWORK_SIDE}
 

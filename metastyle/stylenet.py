@@ -10,6 +10,9 @@ Parameter names follow the Johnson generator's convention so the same subsets wo
 per-channel affine lives in a module called ``norm``; the style code is ``code.mean.<layer>`` /
 ``code.std.<layer>``. The encoder is shared, never copied and never stored in a model file: it
 is not a registered submodule, so ``state_dict()`` holds the decoder, the code and the palette.
+A fast model encodes with a small trainable student instead (``student_width``, student.py): a
+submodule, stored in the model file. The frozen encoder stays the one the file was made for: its
+loss network, and where the student's input normalization comes from.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from torch import nn
 
 from .colour import match_palette, palette_of
 from .encoders import Encoder
+from .limits import STUDENT_WIDTH
+from .student import StudentEncoder
 
 # Channels of the VGG16 activations the generator reads, and how many 2x poolings lie before them.
 LAYERS = {"relu1_1": (64, 0), "relu2_1": (128, 1), "relu3_1": (256, 2), "relu4_1": (512, 3)}
@@ -45,14 +50,22 @@ class StyleNetConfig:
     relu4_1 alone still reconstructed photos as brown blurs after 750 autoencoder steps
     (experiments/LOG.md, 2026-12-01); the relu3_1 skip carries the detail, relu4_1 the larger
     structures of a style.
-    ``width``: channels of the decoder's first conv; each upsampling halves it."""
+    ``width``: channels of the decoder's first conv; each upsampling halves it.
+    ``student_width``: 0 encodes with the frozen encoder; a fraction of VGG16's channels gives
+    the generator a student encoder of that width (student.py), trained by the distill stage."""
 
     depth: str = "relu4_1"
     skips: list[str] = field(default_factory=lambda: ["relu3_1"])
     width: int = 128
+    student_width: float = 0.0
 
     def to_dict(self) -> dict:
-        return {"kind": "stylenet", **asdict(self)}
+        """What a file records; without a student it is the record of the files from before
+        students existed, so those and new ones compare equal."""
+        record = {"kind": "stylenet", **asdict(self)}
+        if not self.student_width:
+            del record["student_width"]
+        return record
 
     @property
     def layers(self) -> tuple[str, ...]:
@@ -214,6 +227,9 @@ class StyleNet(nn.Module):
         if bad or any(LAYERS[n][1] >= LAYERS[config.depth][1] for n in config.skips):
             raise ValueError(f"stylenet layers {config.layers}: the depth is one of "
                              f"{', '.join(LAYERS)} and every skip is shallower")
+        if not STUDENT_WIDTH.ok(config.student_width):
+            raise ValueError(f"stylenet student_width {config.student_width!r}: must be "
+                             f"{STUDENT_WIDTH.describe()}")
         self.config = config
         self.upsamplings = LAYERS[config.depth][1]
         # Not a submodule: shared between copies, left out of state_dict and parameters().
@@ -221,6 +237,9 @@ class StyleNet(nn.Module):
         self.code = StyleCode(config.layers)
         self.palette = Palette()
         self.decoder = Decoder(config)
+        self.student = (StudentEncoder(encoder, config.student_width,
+                                       {n: LAYERS[n][0] for n in config.layers})
+                        if config.student_width else None)
         self.strength = 1.0  # AdaIN's content-style trade-off: 0 decodes the photo's own features
         self.palette_strength = PALETTE
         # Set on the copy that stylizes the tiles of one photo (for_tiles): per layer, the photo
@@ -242,8 +261,13 @@ class StyleNet(nn.Module):
         self.encoder._apply(fn, recurse)
         return super()._apply(fn, recurse)
 
+    @property
+    def trunk(self) -> nn.Module:
+        """What encodes photos and styles: the student, else the frozen encoder."""
+        return self.encoder if self.student is None else self.student
+
     def encode(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.encoder(x, self.config.layers)
+        return self.trunk(x, self.config.layers)
 
     @torch.no_grad()
     def style_code_of(self, style: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:

@@ -1,6 +1,7 @@
 """Training stages of the encoder-decoder generator: losses fall, runs resume exactly."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -21,16 +22,24 @@ def _config(corpus, stage, steps, *extra):
                               "train.sample_every=3", *extra], root=StageConfig)
 
 
+def _student(teacher):
+    """The overrides that make a tiny config a distill run of ``teacher``."""
+    return [f'teacher="{teacher}"', "generator.student_width=0.25"]
+
+
 def _weights(run_dir):
     tensors, meta = checkpoint.read(run_dir / CHECKPOINT)
     return {k: v for k, v in tensors.items() if k.startswith("model/")}, meta
 
 
-@pytest.mark.parametrize("stage", ["autoencoder", "joint"])
-def test_a_resumed_stage_ends_exactly_where_a_straight_one_does(tiny_corpus, tmp_path, stage):
-    train_stage(_config(tiny_corpus, stage, 4), tmp_path / "straight", progress=False)
-    train_stage(_config(tiny_corpus, stage, 2), tmp_path / "resumed", progress=False)
-    train_stage(_config(tiny_corpus, stage, 4), tmp_path / "resumed", resume=True, progress=False)
+@pytest.mark.parametrize("stage", ["autoencoder", "joint", "distill"])
+def test_a_resumed_stage_ends_exactly_where_a_straight_one_does(tiny_corpus, tmp_path, stage,
+                                                                request):
+    extra = _student(request.getfixturevalue("stylenet_base")) if stage == "distill" else []
+    train_stage(_config(tiny_corpus, stage, 4, *extra), tmp_path / "straight", progress=False)
+    train_stage(_config(tiny_corpus, stage, 2, *extra), tmp_path / "resumed", progress=False)
+    train_stage(_config(tiny_corpus, stage, 4, *extra), tmp_path / "resumed", resume=True,
+                progress=False)
     straight, meta = _weights(tmp_path / "straight")
     resumed, _ = _weights(tmp_path / "resumed")
     assert meta["step"] == 4 and meta["stage"] == stage
@@ -111,3 +120,48 @@ def test_the_structure_term_compares_the_outputs_layout_with_the_photos(tiny_cor
         assert stage_losses(model, weighted, photos, styles)["structure"] < 1e-6
         model.decode = lambda features: photos.flip(-1)
         assert stage_losses(model, weighted, photos, styles)["structure"] > 0.05
+
+
+def test_distill_steps_bring_the_student_to_the_teachers_outputs(tiny_corpus, stylenet_base):
+    config = _config(tiny_corpus, "distill", 1, *_student(stylenet_base), "lr=0.003")
+    run = StageRun(config)
+    teacher = {k: v.clone() for k, v in run.teacher.model.state_dict().items()}
+    photos = torch.cat([load_tensor(p)[..., :16, :16] for p in sorted(
+        (tiny_corpus / "content").glob("*.png"))[:2]])
+    styles = sorted((tiny_corpus / "style").glob("*.png"))[:2]
+
+    def step():
+        terms = run.teacher.losses(run.model, config.loss, photos, styles, 0.8)
+        run.optimizer.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        run.optimizer.step()
+        return {k: v.item() for k, v in terms.items()}
+
+    first = step()
+    assert {"pixel", "feature", "lift", "feature/relu1_1", "lift/relu4_1"} <= set(first)
+    for _ in range(20):
+        last = step()
+    assert all(last[k] < 0.8 * first[k] for k in ("total", "pixel", "feature", "lift"))
+    # the teacher is frozen: only the student learns
+    assert all(torch.equal(v, teacher[k]) for k, v in run.teacher.model.state_dict().items())
+
+
+def test_the_distill_recipe_and_its_one_line_errors(tiny_corpus, stylenet_base, base_model,
+                                                    tmp_path):
+    recipe = load_config(Path(__file__).parents[1] / "experiments/stylenet/distill.toml",
+                         root=StageConfig)
+    assert recipe.stage == "distill" and recipe.generator.student_width == 0.25
+    assert recipe.generator.width == 64 and Path(recipe.teacher).name == "stylenet.safetensors"
+    with pytest.raises(UserError, match="only the distill stage trains a student"):
+        StageRun(_config(tiny_corpus, "joint", 1, *_student(stylenet_base)))
+    with pytest.raises(UserError, match="student_width"):
+        _config(tiny_corpus, "distill", 1, "generator.student_width=2")
+    with pytest.raises(UserError, match="teacher must be an encoder-decoder"):
+        StageRun(_config(tiny_corpus, "distill", 1, *_student(base_model)))
+    train_stage(_config(tiny_corpus, "distill", 1, *_student(stylenet_base)), tmp_path / "run",
+                progress=False)
+    tensors, meta = checkpoint.read(stylenet_base)
+    checkpoint.write(stylenet_base, {k: v + 1 for k, v in tensors.items()}, meta)
+    with pytest.raises(UserError, match="not the teacher this run started with"):
+        train_stage(_config(tiny_corpus, "distill", 2, *_student(stylenet_base)),
+                    tmp_path / "run", resume=True, progress=False)
