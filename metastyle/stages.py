@@ -180,15 +180,14 @@ class Teacher:
         enc = student.encoder  # the frozen encoder (the teacher's too): the loss network
         student.strength = self.model.strength = strength
         with torch.no_grad():
-            want = self.model.stylize(photos, batch_codes([self.codes(p) for p in styles]))
+            want, photo_features = self.model.stylize_with_features(
+                photos, batch_codes([self.codes(p) for p in styles]))
             want_features = enc(want, w.layers)
-            photo_features = enc(photos, student.config.layers)
         codes = batch_codes([
             {n: channel_stats(f) for n, f in student.encode(self.style_image(p)).items()}
             for p in styles])
-        got = student.stylize(photos, codes)
+        got, lifted = student.stylize_with_features(photos, codes)
         got_features = enc(got, w.layers)
-        lifted = student.encode(photos)
         terms = {f"feature/{n}": relative_error(got_features[n], want_features[n])
                  for n in w.layers}
         terms["feature"] = sum(terms.values()) / len(w.layers)

@@ -326,6 +326,20 @@ class StyleNet(nn.Module):
                 codes: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
         return self._generate(x, lambda features: self.transform(features, codes))
 
+    def stylize_with_features(self, x: torch.Tensor,
+                              codes: dict[str, tuple[torch.Tensor, torch.Tensor]]
+                              ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """`stylize`, and the trunk's features of the padded ``x`` that it transformed: the
+        distill stage holds a student's features to the frozen encoder's without a second
+        pass of either."""
+        features = {}
+
+        def transform(encoded):
+            features.update(encoded)
+            return self.transform(encoded, codes)
+
+        return self._generate(x, transform), features
+
     def _copy_with(self, **attributes) -> "StyleNet":
         variant = copy.deepcopy(self)
         for name, value in attributes.items():
