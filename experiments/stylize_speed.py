@@ -67,8 +67,7 @@ def main() -> None:
     runs = {}
     for base in args.base or [SHIPPED_INIT]:
         # the shipped file keeps the plain names the earlier reports used
-        label = ("metastyle" if base.resolve() == SHIPPED_INIT.resolve()
-                 else f"metastyle {base.name}")
+        label = "metastyle" if base.resolve() == SHIPPED_INIT.resolve() else f"metastyle {base}"
         prepared = zero_shot(painting, base)
         runs[f"{label}: painting + photo"] = lambda b=base: zero_shot(painting, b).stylize(photo)
         runs[f"{label}: photo only"] = lambda p=prepared: p.stylize(photo)

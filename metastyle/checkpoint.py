@@ -21,7 +21,7 @@ from safetensors.torch import load, save
 
 from .errors import UserError
 from .images import atomic_write_bytes, check_readable_file
-from .limits import NETWORK_SIDE
+from .limits import NETWORK_SIDE, STUDENT_WIDTH
 
 FORMAT_VERSION = 1
 META_KEY = "metastyle"
@@ -109,6 +109,10 @@ def check_metadata(path: Path, meta) -> None:
     if not 0 <= file_strength(meta) <= 1:
         raise UserError(f"{path}: bad metadata: strength is {meta['strength']}, "
                         "expected 0 to 1")
+    width = meta.get("generator", {}).get("student_width", 0)  # "generator" is an object here
+    if isinstance(width, bool) or not isinstance(width, _NUMBER) or not STUDENT_WIDTH.ok(width):
+        raise UserError(f"{path}: bad metadata: generator.student_width is "
+                        f"{json.dumps(width)[:40]}, expected {STUDENT_WIDTH.describe()}")
     for key in DATA_SCHEMA:
         if key in data and not NETWORK_SIDE.ok(data[key]):
             raise UserError(f"{path}: bad metadata: config.data.{key} is {data[key]}, "

@@ -94,9 +94,11 @@ def adapt_parameter_names(model: nn.Module, subset: str) -> list[str]:
 
     ``decoder`` = all norm affines plus every decoder parameter: the middle ground between
     MetaStyle's norm-only and full fine-tuning. The encoder-decoder generator's style code
-    (``code.*``, stylenet.py) belongs to every subset: it is the style itself.
+    (``code.*``, stylenet.py) belongs to every subset: it is the style itself. A distilled
+    model's student encoder (``student.*``) belongs to none: it stands for the frozen encoder,
+    which no subset changes either.
     """
-    names = [n for n, _ in model.named_parameters()]
+    names = [n for n, _ in model.named_parameters() if not n.startswith("student.")]
     if subset == "all":
         return names
     if subset == "norm":

@@ -108,6 +108,15 @@ def batch_codes(codes: list[dict[str, tuple[torch.Tensor, torch.Tensor]]]
             for n in codes[0]}
 
 
+def feature_terms(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor],
+                  layers: list[str]) -> dict[str, torch.Tensor]:
+    """``feature/<layer>``: the relative error of ``got``'s features to ``want``'s at each layer,
+    and ``feature``: their mean (the autoencoder's and the distill stage's term)."""
+    terms = {f"feature/{n}": relative_error(got[n], want[n]) for n in layers}
+    terms["feature"] = sum(terms.values()) / len(layers)
+    return terms
+
+
 def stage_losses(model: StyleNet, config: StageConfig, photos: torch.Tensor,
                  styles: list[dict] | None) -> dict[str, torch.Tensor]:
     """Named loss terms plus ``total`` for one batch (``styles``: per photo, the per-layer
@@ -117,9 +126,7 @@ def stage_losses(model: StyleNet, config: StageConfig, photos: torch.Tensor,
     if config.stage == "autoencoder":
         out = model.reconstruct(photos)
         target = enc(photos, w.layers)
-        got = enc(out, w.layers)
-        terms = {f"feature/{n}": relative_error(got[n], target[n]) for n in w.layers}
-        terms["feature"] = sum(terms.values()) / len(w.layers)
+        terms = feature_terms(enc(out, w.layers), target, w.layers)
         terms["pixel"] = (out - photos).pow(2).mean()
         terms["total"] = w.pixel_weight * terms["pixel"] + w.feature_weight * terms["feature"]
         return terms
@@ -156,12 +163,28 @@ class Teacher:
     the 900 train styles. A checkpoint records the teacher's weights hash, never its weights.
     """
 
-    def __init__(self, path: Path, encoder: Encoder, style_size: int):
+    def __init__(self, path: Path, encoder: Encoder, config: StageConfig):
         self.path = path
         self.model, meta = checkpoint.load_generator(path, encoder)
         if not isinstance(self.model, StyleNet):
             raise UserError(f"{path}: a teacher must be an encoder-decoder model, not a "
                             f"{meta['generator'].get('kind', 'johnson')} generator")
+        # The lift term holds the student to the teacher's trunk as the frozen encoder, and
+        # compares the two models' features layer by layer on equally padded photos.
+        if self.model.student is not None:
+            raise UserError(f"{path}: a teacher must encode with the frozen encoder, not be a "
+                            f"distilled model itself")
+        if self.model.config.layers != config.generator.layers:
+            raise UserError(f"{path}: the teacher transforms {list(self.model.config.layers)}, "
+                            f"the student's config {list(config.generator.layers)}; distill "
+                            f"with the teacher's depth and skips")
+        # the codes the product gives are those of the style size the teacher's file reads
+        style_size = checkpoint.file_style_size(meta)
+        if config.data.style_size != style_size:
+            raise UserError(f"{path}: the teacher reads style images at {style_size} px, the "
+                            f"config's data.style_size is {config.data.style_size}; distill at "
+                            f"the teacher's")
+        self.strength = checkpoint.file_strength(meta)  # the student's file takes it over
         self.model.requires_grad_(False)
         self.weights_hash = checkpoint.weights_hash(self.model.state_dict())
         self.codes = StyleTargets(self.model.trunk, self.model.config.layers, style_size)
@@ -170,13 +193,15 @@ class Teacher:
 
     @property
     def provenance(self) -> dict:
-        return {"file": str(self.path), "weights_hash": self.weights_hash}
+        return {"file": str(self.path), "weights_hash": self.weights_hash,
+                "strength": self.strength}
 
     def losses(self, student: StyleNet, w: StageLoss, photos: torch.Tensor, styles: list[Path],
                strength: float) -> dict[str, torch.Tensor]:
         """Named loss terms plus ``total`` for one batch (``styles``: per photo, its train
         style's path), both models at AdaIN ``strength``. The outputs compared are the
-        decoders': the palette is the same fixed colour map after either, so it is left out."""
+        decoders': the palette maps each output from its own colour statistics to the same
+        painting's, so a student that matches the decoder matches it after the palette too."""
         enc = student.encoder  # the frozen encoder (the teacher's too): the loss network
         student.strength = self.model.strength = strength
         with torch.no_grad():
@@ -188,9 +213,7 @@ class Teacher:
             for p in styles])
         got, lifted = student.stylize_with_features(photos, codes)
         got_features = enc(got, w.layers)
-        terms = {f"feature/{n}": relative_error(got_features[n], want_features[n])
-                 for n in w.layers}
-        terms["feature"] = sum(terms.values()) / len(w.layers)
+        terms = feature_terms(got_features, want_features, w.layers)
         for name, f in lifted.items():
             terms[f"lift/{name}"] = relative_error(f, photo_features[name])
         terms["lift"] = sum(terms[f"lift/{n}"] for n in lifted) / len(lifted)
@@ -229,7 +252,7 @@ class StageRun:
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         self.data_rng = seeded_generator(config.train.seed)
         self.step = 0
-        self.teacher = (Teacher(Path(config.teacher), self.encoder, config.data.style_size)
+        self.teacher = (Teacher(Path(config.teacher), self.encoder, config)
                         if config.stage == "distill" else None)
 
     def save(self, path: Path, extra: dict) -> None:
@@ -253,6 +276,8 @@ class StageRun:
         """Restore a killed run; returns its wall seconds so far."""
         state = checkpoint.read_training(path)
         taught_by = state.meta.get("teacher", {}).get("weights_hash")
+        if self.teacher and taught_by is None:
+            raise UserError(f"{path}: not a distill run's checkpoint")
         if self.teacher and taught_by != self.teacher.weights_hash:
             raise UserError(f"{self.teacher.path}: not the teacher this run started with "
                             f"(other weights); resume with that one")
@@ -287,9 +312,9 @@ def train_stage(config: StageConfig, run_dir: Path, resume: bool = False,
     write_json(run_dir / "environment.json", environment())
     tracker = Tracker(run_dir, config.train.wandb, config_to_dict(config))
     tracker.jsonl.truncate_after(run.step)
-    style_targets = StyleTargets(run.encoder,
-                                 sorted({*config.loss.layers, *config.generator.layers}),
-                                 config.data.style_size)
+    style_targets = (StyleTargets(run.encoder,
+                                  sorted({*config.loss.layers, *config.generator.layers}),
+                                  config.data.style_size) if config.stage == "joint" else None)
     watch = load_tensor(image_paths(config.data, "content", "heldout")[0], 256)
     watch_style = (load_tensor(image_paths(config.data, "style", "heldout")[0],
                                config.data.style_size) if styles else None)
@@ -344,7 +369,8 @@ def export_stage(run_dir: Path, out: Path, recommend: dict | None = None,
     --style` start from. Adaptation refines it under the perceptual loss of ``LossConfig``
     (the stage's own loss is kept as ``stage_loss``); ``recommend``, ``strength`` and
     ``style_size`` as in `train.export_init`. A distill run's file records its student (the
-    generator's ``student_width``; its weights are the file's) and its ``teacher``.
+    generator's ``student_width``; its weights are the file's) and its ``teacher``, whose
+    strength it stylizes at unless ``strength`` says otherwise.
     Weights are stored in float16: half the file of a model that ships in git, outputs within
     0.001 of float32 (max over a 256 px photo, measured 2026-12-01)."""
     from .config import LossConfig
@@ -355,6 +381,8 @@ def export_stage(run_dir: Path, out: Path, recommend: dict | None = None,
     encoder = load_encoder(config["loss"]["encoder"], 0, config["loss"]["precision"])
     model = StyleNet(StyleNetConfig(**config["generator"]), encoder)
     model.load_state_dict(state.model)
+    if strength is None:
+        strength = meta.get("teacher", {}).get("strength")
     if strength is not None:
         model.strength = strength
     data = {"crop": config["data"]["crop"],

@@ -95,6 +95,10 @@ def build_model(config: Config, source: Path | None = None,
     the product stylizes at); otherwise it is the Johnson network of the [generator] table."""
     if meta is None or meta["generator"].get("kind") != "stylenet":
         return Generator(config.generator)
+    if meta["generator"].get("student_width"):
+        # its outer steps would move the student with no term holding it to the frozen encoder
+        raise UserError(f"{source}: a distilled model (student encoder) cannot be meta- or "
+                        f"joint-trained; train the model it was distilled from")
     encoder = perceptual_loss(config.loss, config.train.seed).encoder
     return checkpoint.build_generator(source, meta, encoder)
 

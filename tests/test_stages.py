@@ -143,6 +143,9 @@ def test_distill_steps_bring_the_student_to_the_teachers_outputs(tiny_corpus, st
         last = step()
     assert all(last[k] < 0.8 * first[k] for k in ("total", "pixel", "feature", "lift"))
     # the teacher is frozen: only the student learns
+    taught = {id(p) for group in run.optimizer.param_groups for p in group["params"]}
+    assert all(not p.requires_grad and p.grad is None and id(p) not in taught
+               for p in run.teacher.model.parameters())
     assert all(torch.equal(v, teacher[k]) for k, v in run.teacher.model.state_dict().items())
 
 
@@ -158,6 +161,13 @@ def test_the_distill_recipe_and_its_one_line_errors(tiny_corpus, stylenet_base, 
         _config(tiny_corpus, "distill", 1, "generator.student_width=2")
     with pytest.raises(UserError, match="teacher must be an encoder-decoder"):
         StageRun(_config(tiny_corpus, "distill", 1, *_student(base_model)))
+    # the student transforms the teacher's layers, its codes come from the teacher's style size
+    with pytest.raises(UserError, match="distill with the teacher's depth and skips"):
+        StageRun(_config(tiny_corpus, "distill", 1, *_student(stylenet_base),
+                         "generator.skips=[]"))
+    with pytest.raises(UserError, match="reads style images at 32 px"):
+        StageRun(_config(tiny_corpus, "distill", 1, *_student(stylenet_base),
+                         "data.style_size=48"))
     train_stage(_config(tiny_corpus, "distill", 1, *_student(stylenet_base)), tmp_path / "run",
                 progress=False)
     tensors, meta = checkpoint.read(stylenet_base)

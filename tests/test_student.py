@@ -15,7 +15,10 @@ from metastyle.cli import app
 from metastyle.encoders import VGG16_CFG, Encoder, load_encoder
 from metastyle.errors import UserError
 from metastyle.images import load_tensor
-from metastyle.stages import CHECKPOINT
+from metastyle.config import Config, load_config
+from metastyle.generator import ADAPT_SUBSETS, adapt_parameter_names
+from metastyle.stages import CHECKPOINT, StageConfig, Teacher
+from metastyle.train import build_model
 from metastyle.student import StudentEncoder
 from metastyle.stylenet import StyleNet, StyleNetConfig
 from metastyle.stylizer import load_stylizer, zero_shot
@@ -110,6 +113,20 @@ def test_a_distilled_file_holds_the_student_not_the_frozen_encoder_or_the_teache
     reference.set_style(style)
     with torch.no_grad():
         assert torch.equal(model(photo), reference(photo))
+
+
+def test_no_adaptation_subset_nor_meta_training_moves_the_student(student_file, tmp_path):
+    model, meta = checkpoint.load_generator(student_file)
+    assert all(not n.startswith("student.") for subset in ADAPT_SUBSETS
+               for n in adapt_parameter_names(model, subset))
+    assert any(n.startswith("decoder.") for n in adapt_parameter_names(model, "all"))
+    with pytest.raises(UserError, match="distilled model .* cannot be meta- or joint-trained"):
+        build_model(Config(), student_file, meta)
+    # nor does a distilled model teach another
+    with pytest.raises(UserError, match="teacher must encode with the frozen encoder"):
+        Teacher(student_file, model.encoder, load_config(None, [
+            "generator.width=8", "generator.student_width=0.25", "data.style_size=32"],
+            root=StageConfig))
 
 
 def test_a_file_with_a_bad_student_width_is_refused_by_name(student_file, tmp_path):
