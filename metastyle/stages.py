@@ -14,7 +14,7 @@
 
 A run folder holds ``config.json``, ``metrics.jsonl``, ``samples/`` and
 ``checkpoint.safetensors`` (weights, Adam, data RNG, step), so a killed stage resumes exactly.
-A distill run's checkpoint names its teacher (file and weights hash) but does not hold it.
+A distill run's checkpoint names its teacher (file, weights hash and strength) but does not hold it.
 """
 
 from __future__ import annotations
