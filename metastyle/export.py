@@ -68,7 +68,9 @@ def export_generator(model: nn.Module, output: str | Path, fmt: str) -> None:
 
 
 def export_file(model_path: str | Path, output: str | Path, fmt: str,
-                strength: float | None = None, palette: float | None = None) -> None:
+                strength: float | None = None, palette: float | None = None,
+                detail: float | None = None) -> None:
     """`metastyle export`: a model file (adapted style or full generator) -> ONNX/TorchScript,
-    at ``strength`` and ``palette`` (`Stylizer.generator`)."""
-    export_generator(load_stylizer(model_path).generator(strength, palette), output, fmt)
+    at ``strength``, ``palette`` and ``detail`` (`Stylizer.generator`)."""
+    export_generator(load_stylizer(model_path).generator(strength, palette, detail), output,
+                     fmt)

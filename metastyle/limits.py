@@ -69,6 +69,7 @@ MIN_IMAGE_SIDE = 16  # images.MIN_SIDE: the smallest side the generator takes
 STYLIZE = {
     "strength": Range(0, 1),
     "palette": Range(0, 1),
+    "detail": Range(0, 1),
     # a tile must be well over the overlap it shares with its neighbours
     "tile": Range(2 * TILE_OVERLAP, 16_384, integer=True),
     "max_size": Range(MIN_IMAGE_SIDE, 100_000, integer=True),

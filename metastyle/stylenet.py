@@ -4,7 +4,9 @@ The frozen encoder is the image prior that a generator trained from scratch cann
 budget. A photo's features at ``depth`` are re-normalized to a style's channel statistics (AdaIN,
 Huang & Belongie 2017), so a new style is stylized in one forward pass (k = 0); adaptation then
 refines the style code and the decoder's per-channel affines by gradient steps. The decoded
-colours then move part way to the style image's own palette (``palette``, colour.py).
+colours then move part way to the style image's own palette (``palette``, colour.py), and the
+photo's own fine luminance detail, which the decoder blurs away, can be added back (``detail``,
+detail.py).
 
 Parameter names follow the Johnson generator's convention so the same subsets work: every
 per-channel affine lives in a module called ``norm``; the style code is ``code.mean.<layer>`` /
@@ -24,6 +26,7 @@ import torch
 from torch import nn
 
 from .colour import match_palette, palette_of
+from .detail import fine_detail
 from .encoders import Encoder
 from .limits import STUDENT_WIDTH
 from .student import StudentEncoder
@@ -41,6 +44,16 @@ BORDER = 16
 # embedding gain, +0.010 Gram gain, -0.019 SSIM on 12 x 4 held-out pairs (experiments/LOG.md,
 # 2026-12-01, "the palette").
 PALETTE = 0.5
+# How much of the photo's fine luminance detail (detail.fine_detail) outputs get back by default,
+# and the scale in pixels below which the detail is the photo's (the Gaussian blur's sigma).
+# Selected with the file's strength (1.0) on train styles and confirmed on 48 held-out pairs:
+# +0.085 SSIM, +0.026 embedding gain, -0.007 Gram gain against strength 0.9 without it
+# (experiments/LOG.md, 2026-12-02, "the photo's fine detail"). The blur's radius (3 sigma, 3 px)
+# stays under the smallest image side (limits.MIN_IMAGE_SIDE, 16 px: the blur reflects that
+# many pixels) and under the 16 px each tile's blend weight discards at its inner edges
+# (inference._tile_weight), so tiles get the single pass's detail.
+DETAIL = 0.5
+DETAIL_SIGMA = 1.0
 
 
 @dataclass(frozen=True)
@@ -214,11 +227,12 @@ class Decoder(nn.Module):
 class StyleNet(nn.Module):
     """RGB [0,1] -> RGB [0,1] in the style held by ``code`` (set it with ``set_style``).
 
-    ``forward(x)`` stylizes with the stored code and moves the colours ``palette_strength`` x
-    ``strength`` of the way to the stored palette; ``reconstruct(x)`` skips the transform (the
-    autoencoder stage); ``stylize(x, codes)`` takes per-image codes and keeps the decoder's
-    colours (joint training). The decoder's output goes through a sigmoid: bounded outputs keep
-    inner-loop SGD stable.
+    ``forward(x)`` stylizes with the stored code, moves the colours ``palette_strength`` x
+    ``strength`` of the way to the stored palette and, in eval mode, adds ``detail_strength`` x
+    the photo's fine luminance detail; ``reconstruct(x)`` skips the transform (the autoencoder
+    stage); ``stylize(x, codes)`` takes per-image codes and keeps the decoder's colours (joint
+    training). The decoder's output goes through a sigmoid: bounded outputs keep inner-loop
+    SGD stable.
     """
 
     def __init__(self, config: StyleNetConfig, encoder: Encoder):
@@ -242,6 +256,7 @@ class StyleNet(nn.Module):
                         if config.student_width else None)
         self.strength = 1.0  # AdaIN's content-style trade-off: 0 decodes the photo's own features
         self.palette_strength = PALETTE
+        self.detail_strength = DETAIL
         # Set on the copy that stylizes the tiles of one photo (for_tiles): per layer, the photo
         # statistics AdaIN normalizes by instead of each input's own, and the whole output's
         # palette that the colour map starts from instead of each tile's.
@@ -355,6 +370,11 @@ class StyleNet(nn.Module):
         """A copy whose outputs move ``palette_strength`` of the way to the style's palette."""
         return self._copy_with(palette_strength=palette_strength)
 
+    def with_detail(self, detail_strength: float) -> "StyleNet":
+        """A copy that adds ``detail_strength`` x the photo's fine luminance detail to its
+        outputs (0 = the decoder's own detail)."""
+        return self._copy_with(detail_strength=detail_strength)
+
     @torch.no_grad()
     def for_tiles(self, image: torch.Tensor,
                   tiles: list[tuple[tuple[int, int, int, int], tuple[int, int, int, int]]]
@@ -405,4 +425,13 @@ class StyleNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.stylize(x, self.code.as_dict())
         # scaled by the strength too: at strength 0 no part of the style is left
-        return self.palette(out, self.palette_strength * self.strength, self.output_palette)
+        out = self.palette(out, self.palette_strength * self.strength, self.output_palette)
+        # The photo's detail is part of a stylization, not of what adaptation and training
+        # optimize (train mode): it does not depend on the weights, so in a loss it would only
+        # shift the style statistics the steps aim at, and its clamp would block their
+        # gradients. A Python float and the mode, fixed per model, not tensors: traced and
+        # exported graphs stay one graph, and at 0 the output is exactly the palette's. The
+        # same amount goes to R, G and B, so the detail changes brightness, not the colours.
+        if self.detail_strength and not self.training:
+            out = (out + self.detail_strength * fine_detail(x, DETAIL_SIGMA)).clamp(0, 1)
+        return out

@@ -68,27 +68,32 @@ class Stylizer:
         self.provenance = dict(provenance or {})
         self.base_path = Path(base_path) if base_path is not None else None
 
-    def generator(self, strength: float | None = None,
-                  palette: float | None = None) -> nn.Module:
+    def generator(self, strength: float | None = None, palette: float | None = None,
+                  detail: float | None = None) -> nn.Module:
         """The generator at ``strength`` (0 = base, 1 = adapted): the adapted tensors are
         linearly interpolated between their base and adapted values (the encoder-decoder blends
         features instead, `StyleNet.at_strength`); None: the model's own (the encoder-decoder
         file's ``strength``, else 1). ``palette``: how far the encoder-decoder's colours move to
         the style's palette (0 = the decoder's own; default: the model's, `stylenet.PALETTE`);
-        the Johnson network paints its style's colours itself and has none."""
+        ``detail``: how much of the photo's fine luminance detail, which the decoder blurs, the
+        encoder-decoder adds back (0 = none; default: the model's, `stylenet.DETAIL`). The
+        Johnson network paints its style's colours and detail itself and has neither."""
         if strength is not None and not 0.0 <= strength <= 1.0:
             raise UserError(f"strength {strength}: must be between 0 and 1")
-        if palette is not None:
-            STYLIZE["palette"].check(palette, "palette")
-            if not isinstance(self.model, StyleNet):
-                raise UserError("palette: only encoder-decoder models have one (this is a "
-                                f"{type(self.model).__name__} model)")
+        for name, value in (("palette", palette), ("detail", detail)):
+            if value is not None:
+                STYLIZE[name].check(value, name)
+                if not isinstance(self.model, StyleNet):
+                    raise UserError(f"{name}: only encoder-decoder models have one (this is a "
+                                    f"{type(self.model).__name__} model)")
         if isinstance(self.model, StyleNet):
             model = (self.model if strength in (None, self.model.strength)
                      else self.model.at_strength(strength))
-            if palette is None or palette == model.palette_strength:
-                return model
-            return model.with_palette(palette)
+            if palette is not None and palette != model.palette_strength:
+                model = model.with_palette(palette)
+            if detail is not None and detail != model.detail_strength:
+                model = model.with_detail(detail)
+            return model
         if strength in (None, 1.0):
             return self.model
         if self.base is None:
@@ -104,16 +109,16 @@ class Stylizer:
 
     def stylize(self, image: ImageLike, strength: float | None = None,
                 preserve_colour: bool = False, tile: int = 512,
-                palette: float | None = None) -> Image.Image:
+                palette: float | None = None, detail: float | None = None) -> Image.Image:
         """Stylize a photo (file path, PIL image or (1,)3xHxW tensor in [0, 1]) of any size.
 
         ``preserve_colour`` keeps the photo's colours (chroma) and takes only the stylized
-        luminance; large photos are processed in ``tile``-sized blended tiles; ``palette`` as
-        in `generator`.
+        luminance; large photos are processed in ``tile``-sized blended tiles; ``palette`` and
+        ``detail`` as in `generator`.
         """
         check_tiling(tile)
         photo = as_tensor(image)
-        out = stylize_tensor(self.generator(strength, palette), photo, tile)
+        out = stylize_tensor(self.generator(strength, palette, detail), photo, tile)
         if preserve_colour:
             out = keep_photo_colour(out, photo)
         return tensor_to_pil(out)

@@ -7,6 +7,7 @@ import torch
 from metastyle.errors import UserError
 from metastyle.export import export_file, export_generator
 from metastyle.generator import Generator, GeneratorConfig
+from metastyle.stylizer import load_stylizer
 
 # The trace input is 64x64. 44x60 checks that sizes are dynamic at all; 45x61 and 33x17 are not
 # multiples of 4, so they also need the internal padding the 64x64 trace did not (by 0) use.
@@ -36,6 +37,22 @@ def test_onnx_runs_at_unseen_sizes_like_pytorch(tiny, tmp_path):
         (out,) = session.run(None, {"image": image.numpy()})
         assert out.shape == (1, 3, height, width)
         assert np.abs(out - _reference(tiny, image)).max() < 1e-4
+
+
+def test_onnx_of_an_encoder_decoder_with_the_photos_detail_runs_like_pytorch(stylenet_base,
+                                                                            tmp_path):
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    path = tmp_path / "detail.onnx"
+    export_file(stylenet_base, path, "onnx", detail=0.5)
+    stylizer = load_stylizer(stylenet_base)
+    model, plain = stylizer.generator(detail=0.5), stylizer.generator(detail=0.0)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for height, width in UNSEEN:
+        image = torch.rand(1, 3, height, width)
+        (out,) = session.run(None, {"image": image.numpy()})
+        assert np.abs(out - _reference(model, image)).max() < 1e-4
+        assert np.abs(out - _reference(plain, image)).max() > 0.01  # the detail is in the file
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")

@@ -109,13 +109,15 @@ def test_generator_tiling_has_no_visible_seams():
     assert seam_ratio(out) < 1.5
 
 
-def test_encoder_decoder_tiles_share_the_whole_images_statistics():
+@pytest.mark.parametrize("detail", [0.0, 0.5])
+def test_encoder_decoder_tiles_share_the_whole_images_statistics(detail):
     """A bright smooth sky over a dark textured ground: with per-tile AdaIN statistics each
     tile is stylized as a photo of its own, with the whole image's it matches the single pass
-    up to the cross-faded tile edges."""
+    up to the cross-faded tile edges; with the photo's detail added back too."""
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
-    model = StyleNet(StyleNetConfig(width=8), load_encoder("random", seed=0))
+    model = StyleNet(StyleNetConfig(width=8), load_encoder("random", seed=0)).eval()
+    model = model.with_detail(detail)
     model.set_style(torch.rand(1, 3, 32, 32, generator=gen))
     img = smooth_image(96, 80) * 0.2 + 0.7
     img[..., 48:, :] = 0.1 + 0.5 * torch.rand(1, 3, 48, 80, generator=gen)

@@ -20,7 +20,7 @@ import metastyle.serve.zeroshot as serve_zeroshot  # noqa: E402
 from metastyle import checkpoint  # noqa: E402
 from metastyle.errors import UserError  # noqa: E402
 from metastyle.serve import create_app  # noqa: E402
-from metastyle.stylenet import PALETTE  # noqa: E402
+from metastyle.stylenet import DETAIL, PALETTE  # noqa: E402
 from metastyle.stylizer import load_stylizer, zero_shot  # noqa: E402
 
 HEX32 = re.compile(r"[0-9a-f]{32}")
@@ -104,6 +104,7 @@ def test_upload_poll_then_stylize_returns_a_jpeg(make_client, style_png, photo):
         assert listed["steps"] == 2 and listed["loss_after"] > 0
         assert listed["zero_shot"] is False
         assert listed["strength"] == 1.0 and listed["palette"] is None  # the page's defaults
+        assert listed["detail"] is None
 
         result = stylize(client, ids["style_id"], photo, strength="0.5", preserve_colour="true",
                          max_size="32")
@@ -117,7 +118,9 @@ def test_upload_poll_then_stylize_returns_a_jpeg(make_client, style_png, photo):
                              ({"max_size": "5"}, "max_size"),
                              ({"strength": "lots"}, "strength"),
                              ({"palette": "-1"}, "palette -1.0: must be"),
-                             ({"palette": "0.5"}, "only encoder-decoder models")):
+                             ({"palette": "0.5"}, "only encoder-decoder models"),
+                             ({"detail": "2"}, "detail 2.0: must be"),
+                             ({"detail": "0.5"}, "detail: only encoder-decoder models")):
             bad = stylize(client, ids["style_id"], photo, **form)
             assert bad.status_code == 400 and phrase in bad.json()["detail"]
 
@@ -258,11 +261,16 @@ def test_an_encoder_decoder_style_is_served_zero_shot_until_its_adaptation_is_do
         assert listed["id"] == ids["style_id"] and listed["zero_shot"] is True
         assert listed["name"] == "style0.png" and listed["steps"] == 2
         assert listed["strength"] == 1.0 and listed["palette"] == PALETTE
+        assert listed["detail"] == DETAIL
         instant = [stylize(client, ids["style_id"], photo) for _ in range(2)]
         assert [r.status_code for r in instant] == [200, 200], instant[0].text
         assert [r.headers["x-metastyle-stage"] for r in instant] == ["zero-shot"] * 2
-        k0 = zero_shot(tiny_corpus / "style/style0.png", stylenet_base).stylize(photo)
+        k0_model = zero_shot(tiny_corpus / "style/style0.png", stylenet_base)
+        k0 = k0_model.stylize(photo)
         assert np.array_equal(_pixels(instant[0].content), _pixels(k0))
+        detailed = _pixels(stylize(client, ids["style_id"], photo, detail="1").content)
+        assert np.array_equal(detailed, _pixels(k0_model.stylize(photo, detail=1.0)))
+        assert not np.array_equal(detailed, _pixels(k0))
         assert len(made) == 1  # one zero-shot model per style, kept while it is learned
         refused = client.delete(f"/styles/{ids['style_id']}")
         assert refused.status_code == 409 and "being learned" in refused.json()["detail"]

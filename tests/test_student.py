@@ -106,7 +106,7 @@ def test_a_distilled_file_holds_the_student_not_the_frozen_encoder_or_the_teache
     assert len([k for k in tensors if k.startswith("student.")]) == 20  # 8 convs + 2 lifts
     assert all(k.startswith(("decoder.", "code.", "palette.", "student.")) for k in tensors)
     # loaded back, the file's float16 weights give exactly what the run's weights give in float16
-    reference = StyleNet(StyleNetConfig(width=8, student_width=0.25), model.encoder)
+    reference = StyleNet(StyleNetConfig(width=8, student_width=0.25), model.encoder).eval()
     reference.load_state_dict({k: v.half().float() for k, v in state.model.items()})
     style, photo = torch.rand(1, 3, 32, 24), torch.rand(1, 3, 40, 56)
     model.set_style(style)

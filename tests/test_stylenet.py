@@ -8,9 +8,11 @@ from torch import nn
 
 from metastyle import stylenet
 from metastyle.colour import palette_of
+from metastyle.detail import fine_detail
 from metastyle.encoders import load_encoder
 from metastyle.generator import adapt_parameter_names
-from metastyle.stylenet import StyleNet, StyleNetConfig, adain, channel_stats
+from metastyle.limits import MIN_IMAGE_SIDE
+from metastyle.stylenet import DETAIL_SIGMA, StyleNet, StyleNetConfig, adain, channel_stats
 
 
 @pytest.fixture(scope="module")
@@ -170,3 +172,37 @@ def test_one_tile_with_its_own_statistics_is_the_single_pass(encoder):
     assert model.content_stats is None and tiled.strength == 0.7
     with torch.no_grad():
         assert torch.allclose(tiled(img), model(img), atol=1e-5)
+
+
+def test_detail_adds_the_photos_fine_luminance_to_every_channel(encoder):
+    model = StyleNet(StyleNetConfig(width=8), encoder).eval()
+    model.set_style(torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0)))
+    assert model.detail_strength == stylenet.DETAIL
+    photo = 0.25 + 0.5 * torch.rand(1, 3, 24, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        plain = model.with_detail(0.0)(photo)
+        # off, the output is the palette's, bit for bit
+        assert torch.equal(plain, model.palette(model.stylize(photo, model.code.as_dict()),
+                                                model.palette_strength))
+        added = model.with_detail(0.3)(photo) - plain
+    assert 0 < plain.min() and plain.max() < 1  # no clamping in the way
+    want = 0.3 * fine_detail(photo, DETAIL_SIGMA)
+    assert want.abs().max() > 0.01 and torch.allclose(added, want.expand_as(added), atol=1e-6)
+    assert model.detail_strength == stylenet.DETAIL  # with_detail made copies
+    # what adaptation and training optimize (train mode) is the decoder's output, without it
+    with torch.no_grad():
+        assert torch.equal(model.with_detail(0.3).train()(photo), plain)
+
+
+def test_full_detail_stays_in_range_down_to_the_smallest_image(encoder):
+    gen = torch.Generator().manual_seed(0)
+    model = StyleNet(StyleNetConfig(width=8), encoder).eval()
+    model.set_style(torch.rand(1, 3, 32, 32, generator=gen))
+    for side in (MIN_IMAGE_SIDE, 40):
+        # black and white pixels: a detail of about +-0.5, more than the output has room for
+        photo = (torch.rand(1, 3, side, side, generator=gen) > 0.5).float()
+        with torch.no_grad():
+            unclamped = model.with_detail(0.0)(photo) + fine_detail(photo, DETAIL_SIGMA)
+            out = model.with_detail(1.0)(photo)
+        assert unclamped.min() < 0 and unclamped.max() > 1
+        assert out.shape == photo.shape and 0 <= out.min() and out.max() <= 1

@@ -6,11 +6,12 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from metastyle import checkpoint
-from metastyle.cli import app
+from metastyle.cli import DETAIL_HELP, app
 from metastyle.colour import palette_of
+from metastyle.detail import fine_detail
 from metastyle.errors import UserError
 from metastyle.images import pil_to_tensor
-from metastyle.stylenet import StyleNet
+from metastyle.stylenet import DETAIL, DETAIL_SIGMA, StyleNet
 from metastyle.stylizer import load_stylizer, zero_shot
 
 runner = CliRunner()
@@ -63,7 +64,8 @@ def test_strength_blends_features_zero_is_the_reconstruction(stylenet_base, tiny
     stylizer = zero_shot(tiny_corpus / "style/style1.png", stylenet_base)
     photo = torch.rand(1, 3, 24, 32, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        none, half, full = (stylizer.generator(s)(photo) for s in (0.0, 0.5, 1.0))
+        # without the photo's fine detail added back, which is not part of the style
+        none, half, full = (stylizer.generator(s, detail=0.0)(photo) for s in (0.0, 0.5, 1.0))
         assert torch.allclose(none, stylizer.model.reconstruct(photo), atol=1e-6)
     assert not torch.allclose(half, full) and not torch.allclose(half, none)
     assert stylizer.model.strength == 1.0  # the blend is a copy
@@ -108,7 +110,7 @@ def test_palette_moves_the_colours_to_the_paintings_and_is_a_user_option(
     photo = torch.rand(1, 3, 24, 32, generator=torch.Generator().manual_seed(3))
     painting = palette_of(pil_to_tensor(Image.open(style).convert("RGB")))[0]
     with torch.no_grad():
-        outputs = [stylizer.generator(palette=p)(photo) for p in (0.0, 0.5, 1.0)]
+        outputs = [stylizer.generator(palette=p, detail=0.0)(photo) for p in (0.0, 0.5, 1.0)]
     distances = [(palette_of(o)[0] - painting).norm().item() for o in outputs]
     assert distances[2] < distances[1] < distances[0]
     assert torch.equal(outputs[0], stylizer.model.stylize(photo, stylizer.model.code.as_dict()))
@@ -126,6 +128,37 @@ def test_palette_moves_the_colours_to_the_paintings_and_is_a_user_option(
     assert result.exit_code == 2 and "only encoder-decoder" in result.stderr
 
 
+def test_detail_adds_the_photos_fine_detail_and_is_a_user_option(stylenet_base, base_model,
+                                                                 tiny_corpus, tmp_path):
+    style = tiny_corpus / "style/style1.png"
+    stylizer = zero_shot(style, stylenet_base)
+    photo = 0.25 + 0.5 * torch.rand(1, 3, 24, 32, generator=torch.Generator().manual_seed(4))
+    assert stylizer.generator().detail_strength == DETAIL and f"model's, {DETAIL:g})" in DETAIL_HELP
+    with torch.no_grad():
+        plain, detailed = (stylizer.generator(detail=d)(photo) for d in (0.0, 0.5))
+    assert 0 < plain.min() and plain.max() < 1
+    assert torch.allclose(detailed - plain, 0.5 * fine_detail(photo, DETAIL_SIGMA).expand(
+        -1, 3, -1, -1), atol=1e-6)
+    with pytest.raises(UserError, match="detail 2: must be"):
+        stylizer.generator(detail=2)
+    with pytest.raises(UserError, match="detail: only encoder-decoder"):
+        load_stylizer(base_model).generator(detail=0.5)
+    photo_path = tiny_corpus / "content" / "content0.png"
+    cli = ["stylize", "--style", str(style), "--base", str(stylenet_base), str(photo_path)]
+    for value in ("0", "1"):
+        _ok(runner.invoke(app, [*cli, "--detail", value, "-o", str(tmp_path / value)]))
+    zero, one = (next((tmp_path / v).glob("*.jpg")).read_bytes() for v in ("0", "1"))
+    assert zero != one
+    for command in (cli, ["export", str(stylenet_base), "--format", "onnx", "-o",
+                          str(tmp_path / "x.onnx")]):
+        result = runner.invoke(app, [*command, "--detail", "2"])
+        assert result.exit_code == 2 and "--detail" in result.stderr
+        assert result.stderr.count("\n") == 1
+    result = runner.invoke(app, ["stylize", str(base_model), str(photo_path), "--detail", "1"])
+    assert result.exit_code == 2 and "detail: only encoder-decoder" in result.stderr
+    assert result.stderr.count("\n") == 1 and not list(tiny_corpus.glob("content/*.jpg"))
+
+
 def test_a_file_from_before_the_palette_keeps_the_decoders_colours(stylenet_base, tiny_corpus,
                                                                    tmp_path):
     tensors, meta = checkpoint.read(stylenet_base)
@@ -136,7 +169,8 @@ def test_a_file_from_before_the_palette_keeps_the_decoders_colours(stylenet_base
     assert model.palette.active == 0
     photo = torch.rand(1, 3, 24, 32)
     with torch.no_grad():
-        assert torch.equal(model(photo), model.stylize(photo, model.code.as_dict()))
+        assert torch.equal(model.with_detail(0.0)(photo),
+                           model.stylize(photo, model.code.as_dict()))
 
 
 def test_a_model_for_other_encoder_weights_is_refused(stylenet_base, tmp_path):

@@ -3,7 +3,7 @@
 Runs uvicorn in a thread on a free port with the tiny base model, then learns a style, waits
 for the job, stylizes a photo, moves the strength slider and checks each result image loaded;
 with a tiny encoder-decoder base, the page shows the zero-shot result while the style is
-learned, swaps in the adapted one when the job is done, and has a palette slider.
+learned, swaps in the adapted one when the job is done, and has palette and detail sliders.
 Skips (with the reason) when /usr/bin/chromium or the playwright package is missing;
 `.ci/setup-browser` installs chromium. Never run `playwright install`: the system chromium is
 used through ``executable_path``.
@@ -35,6 +35,7 @@ import uvicorn  # noqa: E402
 
 import metastyle.serve.app as serve_app  # noqa: E402
 from metastyle.serve import create_app  # noqa: E402
+from metastyle.stylenet import DETAIL  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
@@ -135,7 +136,8 @@ def test_learn_a_style_and_stylize_a_photo_in_the_browser(server, setup, chromiu
     page.locator("#strength").fill("0.5")  # fires input + change: a new request
     new_src, width = _result_loaded(page, src)
     assert width > 0 and page.inner_text("#strength-value") == "0.50"
-    assert not page.is_visible("#palette-row")  # a Johnson style paints its own colours
+    # a Johnson style paints its own colours and detail
+    assert not page.is_visible("#palette-row") and not page.is_visible("#detail-row")
     assert page.is_visible("#download") and page.inner_text("#error") == ""
     assert not errors
     screenshot.parent.mkdir(parents=True, exist_ok=True)
@@ -166,9 +168,12 @@ def test_the_page_shows_k0_at_once_then_swaps_in_the_adapted_result(
             assert width > 0 and page.inner_text("#result-stage") == "k = 0 (instant)"
             assert "learning" in page.inner_text("#style-select")
             assert page.is_disabled("#delete-style") and page.is_disabled("#learn")
-            # the sliders start at the model's defaults; the palette is an encoder-decoder's
+            # the sliders start at the model's defaults; palette and detail are an
+            # encoder-decoder's
             assert page.input_value("#strength") == "1" and page.is_visible("#palette-row")
             assert page.inner_text("#palette-value") == "0.50"
+            assert page.is_visible("#detail-row")
+            assert page.inner_text("#detail-value") == f"{DETAIL:.2f}"
             page.locator("#strength").fill("0.5")
             src, width = _result_loaded(page, src)
         finally:
@@ -182,6 +187,9 @@ def test_the_page_shows_k0_at_once_then_swaps_in_the_adapted_result(
         assert page.is_enabled("#delete-style") and page.inner_text("#error") == ""
         assert page.input_value("#strength") == "0.5"  # the user's, kept past the swap
         page.locator("#palette").fill("1")
-        _, width = _result_loaded(page, new_src)
+        new_src, width = _result_loaded(page, new_src)
         assert width > 0 and page.inner_text("#palette-value") == "1.00"
+        page.locator("#detail").fill("0.5")
+        _, width = _result_loaded(page, new_src)
+        assert width > 0 and page.inner_text("#detail-value") == "0.50"
     assert not errors

@@ -30,7 +30,7 @@ from ..errors import UserError
 from ..images import image_from_bytes, resize_long_side
 from ..limits import STYLIZE, Range
 from ..presets import resolve_settings
-from ..stylenet import PALETTE
+from ..stylenet import DETAIL, PALETTE
 from ..stylizer import adapt
 from .jobs import JobPool, QueueFull
 from .store import StyleStore, new_id, valid_id
@@ -105,9 +105,10 @@ def create_app(data_dir: str | Path, base: str | Path | None = None, steps: int 
     store = StyleStore(data_dir)
     learning = ZeroShotStyles(base, base_meta)
     # a style's stylize defaults, which the page's sliders start at: the base's strength and,
-    # for an encoder-decoder, its palette (a Johnson network has none: null)
-    knobs = {"strength": file_strength(base_meta),
-             "palette": PALETTE if base_meta["generator"].get("kind") == "stylenet" else None}
+    # for an encoder-decoder, its palette and detail (a Johnson network has neither: null)
+    stylenet = base_meta["generator"].get("kind") == "stylenet"
+    knobs = {"strength": file_strength(base_meta), "palette": PALETTE if stylenet else None,
+             "detail": DETAIL if stylenet else None}
     pool = JobPool(workers, queue_size)
     stylize_slots = threading.BoundedSemaphore(stylize_workers + stylize_queue)  # in the house
     stylize_running = threading.BoundedSemaphore(stylize_workers)  # of those, computing
@@ -251,13 +252,13 @@ def create_app(data_dir: str | Path, base: str | Path | None = None, steps: int 
             "schema": {"type": "string", "enum": list(STAGES)}}}}})
     def stylize(style_id: str, photo: UploadFile = File(...), strength: float | None = Form(None),
                 preserve_colour: bool = Form(False), max_size: int = Form(1024),
-                palette: float | None = Form(None)):
+                palette: float | None = Form(None), detail: float | None = Form(None)):
         """Stylize a photo with a style's adapted model, or, while an encoder-decoder base's
         adaptation of it is queued or running, with its zero-shot (k = 0) model; the
         X-Metastyle-Stage header says which. A style is unknown (404) while a Johnson base's
-        adaptation of it runs, and after its adaptation failed (upload it again). ``strength``
-        and ``palette`` default to the model's (`Stylizer.generator`)."""
-        for name, value in (("strength", strength), ("palette", palette)):
+        adaptation of it runs, and after its adaptation failed (upload it again). ``strength``,
+        ``palette`` and ``detail`` default to the model's (`Stylizer.generator`)."""
+        for name, value in (("strength", strength), ("palette", palette), ("detail", detail)):
             if value is not None:  # the CLI's ranges (metastyle.limits)
                 STYLIZE[name].check(value, name)
         OUTPUT_SIDE.check(max_size, "max_size")
@@ -276,7 +277,8 @@ def create_app(data_dir: str | Path, base: str | Path | None = None, steps: int 
                     stylizer, stage = learning.stylizer(style_id), "zero-shot"
                 if stylizer is None:
                     raise _not_found("style", style_id)
-                result = stylizer.stylize(image, strength, preserve_colour, palette=palette)
+                result = stylizer.stylize(image, strength, preserve_colour, palette=palette,
+                                          detail=detail)
         finally:
             stylize_slots.release()
         buffer = io.BytesIO()

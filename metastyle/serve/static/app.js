@@ -53,16 +53,19 @@ function showKnob(knob) {
 
 // The sliders start at the selected style's model defaults and keep the user's values while
 // that style stays selected (its adapted model replacing k = 0 included). A Johnson style has
-// no palette; records stored before the service recorded defaults have none: strength 1.
+// no palette and no detail; records stored before the service recorded defaults have none:
+// strength 1, and the model's own palette and detail.
 function showDefaults() {
   const style = styles.get($("style-select").value);
   if (!style) return;
   defaultsShownFor = style.id;
   $("strength").value = style.strength ?? 1;
-  $("palette-row").hidden = style.palette == null;
-  if (style.palette != null) $("palette").value = style.palette;
   showKnob("strength");
-  showKnob("palette");
+  for (const knob of ["palette", "detail"]) {
+    $(`${knob}-row`).hidden = style[knob] == null;
+    if (style[knob] != null) $(knob).value = style[knob];
+    showKnob(knob);
+  }
 }
 
 function describe(job) {
@@ -124,7 +127,9 @@ async function stylize() {
   const form = new FormData();
   form.append("photo", photo);
   form.append("strength", $("strength").value);
-  if (!$("palette-row").hidden) form.append("palette", $("palette").value);
+  for (const knob of ["palette", "detail"]) {
+    if (!$(`${knob}-row`).hidden) form.append(knob, $(knob).value);
+  }
   form.append("preserve_colour", $("preserve-colour").checked);
   form.append("max_size", "1024");
   showError();
@@ -168,7 +173,7 @@ $("style-select").addEventListener("change", () => {
 });
 $("photo-file").addEventListener("change", stylize);
 $("preserve-colour").addEventListener("change", stylize);
-for (const knob of ["strength", "palette"]) {
+for (const knob of ["strength", "palette", "detail"]) {
   $(knob).addEventListener("input", () => showKnob(knob));
   $(knob).addEventListener("change", stylize); // on release: each request is a full pass
 }
