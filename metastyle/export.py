@@ -11,6 +11,11 @@ and takes under a second. The torch.export-based exporter (``dynamo=True`` with
 ``dynamic_shapes``) also gives a correct dynamic graph but needs ``onnxscript`` and took 17 s for
 the tiny test model on this 2-core machine. Both silently bake in the padding branch the old
 ``forward`` had, which is why the generator no longer has one.
+
+A distilled (student) model exports with its lifts: PyTorch inference folds them into the
+decoder (fold.py) with a convolution whose weights are per image, which the TorchScript-based
+exporter refuses and which would fix the batch size, so a traced model takes the plain path
+(`StyleNet.stylize`); tests/test_export.py checks that the two agree.
 """
 
 from __future__ import annotations

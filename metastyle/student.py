@@ -6,7 +6,7 @@ poolings and layer names) at ``width`` times the channels, reads its input exact
 it replaces does, and lifts each activation the generator reads to that encoder's channel count
 with a 1x1 convolution: AdaIN, the style code's sizes and the decoder's input stay as they are
 with the frozen encoder. The distill stage (stages.py) trains it, with a decoder, on a teacher
-model's outputs.
+model's outputs; at inference the decoder absorbs the lifts (fold.py).
 
 A student is part of its generator's weights, not a loss network: everything that judges an
 image (training losses, adaptation, the judges) keeps using the frozen encoder.
@@ -53,10 +53,14 @@ class StudentEncoder(nn.Module):
         own = {n: self.features[self.layer_names.index(n) - 1].out_channels for n in channels}
         self.lifts = nn.ModuleDict({n: nn.Conv2d(own[n], c, 1) for n, c in channels.items()})
 
-    def forward(self, x: torch.Tensor, layers) -> dict[str, torch.Tensor]:
+    def activations(self, x: torch.Tensor, layers) -> dict[str, torch.Tensor]:
+        """``{layer: activation}`` at the student's own width, before the lifts: what inference
+        reads when the decoder absorbs the lifts (fold.py)."""
         unknown = set(layers) - set(self.lifts)
         if unknown:
             raise ValueError(f"the student encoder lifts only {sorted(self.lifts)}, "
                              f"not {sorted(unknown)}")
-        features = trunk_activations(self.features, self.layer_names, self.preprocess(x), layers)
-        return {name: self.lifts[name](f) for name, f in features.items()}
+        return trunk_activations(self.features, self.layer_names, self.preprocess(x), layers)
+
+    def forward(self, x: torch.Tensor, layers) -> dict[str, torch.Tensor]:
+        return {name: self.lifts[name](f) for name, f in self.activations(x, layers).items()}

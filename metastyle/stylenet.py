@@ -28,6 +28,7 @@ from torch import nn
 from .colour import match_palette, palette_of
 from .detail import fine_detail
 from .encoders import Encoder
+from .fold import folded_conv, lifted_affine, lifted_stats, per_image_conv
 from .limits import STUDENT_WIDTH
 from .student import StudentEncoder
 
@@ -146,8 +147,12 @@ class ConvBlock(nn.Module):
         self.norm = Affine(c_out)
         self.act = nn.ReLU()
 
-    def forward(self, x):
-        return self.act(self.norm(self.conv(self.pad(x))))
+    def forward(self, x: torch.Tensor,
+                folded: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """``folded``: a per-image (weight, bias) that replaces the conv's (fold.folded_conv)."""
+        x = self.pad(x)
+        x = self.conv(x) if folded is None else per_image_conv(x, *folded)
+        return self.act(self.norm(x))
 
 
 class StyleCode(nn.Module):
@@ -214,13 +219,25 @@ class Decoder(nn.Module):
             c = out
         self.out = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(c, 3, 3))
 
-    def forward(self, features: dict[str, torch.Tensor], depth: str) -> torch.Tensor:
-        h = self.head(features[depth])
-        for level, block in enumerate(self.levels):
+    def forward(self, features: dict[str, torch.Tensor], depth: str,
+                affines: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
+                ) -> torch.Tensor:
+        """``affines``: for each layer whose ``features`` are a student's own activations, the
+        per-image affine map (M, v) that its lift and the transform apply (fold.lifted_affine);
+        the conv that reads the layer absorbs it (fold.folded_conv)."""
+        affines = affines or {}
+
+        def read(block: ConvBlock, h: torch.Tensor | None, layer: str) -> torch.Tensor:
+            """``block`` on ``layer``'s features, after ``h`` where it is given."""
+            x = features[layer] if h is None else torch.cat([h, features[layer]], dim=1)
+            return block(x, folded_conv(block.conv, *affines[layer]) if layer in affines
+                         else None)
+
+        h = read(self.head, None, depth)
+        for level, (first, second) in enumerate(self.levels):
             h = nn.functional.interpolate(h, scale_factor=2, mode="nearest")
-            if level in self.skip_at:
-                h = torch.cat([h, features[self.skip_at[level]]], dim=1)
-            h = block(h)
+            h = read(first, h, self.skip_at[level]) if level in self.skip_at else first(h)
+            h = second(h)
         return self.out(h)
 
 
@@ -303,8 +320,10 @@ class StyleNet(nn.Module):
     def set_style(self, style: torch.Tensor) -> None:
         self.load_state_dict(self.style_values(style), strict=False)
 
-    def decode(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
-        return torch.sigmoid(self.decoder(features, self.config.depth))
+    def decode(self, features: dict[str, torch.Tensor],
+               affines: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
+               ) -> torch.Tensor:
+        return torch.sigmoid(self.decoder(features, self.config.depth, affines))
 
     def _padded(self, x: torch.Tensor) -> torch.Tensor:
         # The trunk halves the size at each pool: work on a multiple of 2**upsamplings. Padding
@@ -318,11 +337,14 @@ class StyleNet(nn.Module):
         return nn.functional.pad(x, (half, half + (-w) % m, half, half + (-h) % m),
                                  mode="reflect")
 
+    def _cropped(self, x: torch.Tensor, generate) -> torch.Tensor:
+        """``generate`` on the padded ``x``, cropped to ``x``'s size."""
+        h, w = x.shape[-2:]
+        return generate(self._padded(x))[..., BORDER:BORDER + h, BORDER:BORDER + w]
+
     def _generate(self, x: torch.Tensor, transform) -> torch.Tensor:
         """Encode the padded ``x``, ``transform`` its features, decode, crop to ``x``'s size."""
-        h, w = x.shape[-2:]
-        out = self.decode(transform(self.encode(self._padded(x))))
-        return out[..., BORDER:BORDER + h, BORDER:BORDER + w]
+        return self._cropped(x, lambda padded: self.decode(transform(self.encode(padded))))
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         return self._generate(x, lambda features: features)
@@ -339,7 +361,29 @@ class StyleNet(nn.Module):
 
     def stylize(self, x: torch.Tensor,
                 codes: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
-        return self._generate(x, lambda features: self.transform(features, codes))
+        # A student's stylization without gradients folds its lifts and the transform into the
+        # decoder's first convolutions (fold.py): the same output for about 70% of the work.
+        # With gradients (the distill stage, adaptation) the lifts run: the distill stage holds
+        # the lifted features themselves to the frozen encoder's, and the plain path is the
+        # reference the fold is tested against. A traced graph (export) keeps the lifts too:
+        # the TorchScript-based ONNX exporter refuses a convolution whose weight's shape comes
+        # from the batch size, and a grouped convolution would fix the batch at the traced one.
+        if self.student is None or torch.is_grad_enabled() or torch.jit.is_tracing():
+            return self._generate(x, lambda features: self.transform(features, codes))
+        return self._cropped(x, lambda padded: self._folded(padded, codes))
+
+    def _folded(self, padded: torch.Tensor,
+                codes: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        """`decode` of `transform` of the student's features of ``padded``, with the lifts and
+        the transform folded into the decoder (fold.py)."""
+        own = self.student.activations(padded, self.config.layers)
+        content = self.content_stats or {}
+        affines = {}
+        for name, s in own.items():
+            lift = self.student.lifts[name]
+            stats = content[name] if name in content else lifted_stats(s, lift, STYLE_EPS)
+            affines[name] = lifted_affine(lift, stats, codes[name], self.strength)
+        return self.decode(own, affines)
 
     def stylize_with_features(self, x: torch.Tensor,
                               codes: dict[str, tuple[torch.Tensor, torch.Tensor]]

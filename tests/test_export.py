@@ -4,9 +4,11 @@ import numpy as np
 import pytest
 import torch
 
+from metastyle.encoders import load_encoder
 from metastyle.errors import UserError
 from metastyle.export import export_file, export_generator
 from metastyle.generator import Generator, GeneratorConfig
+from metastyle.stylenet import StyleNet, StyleNetConfig
 from metastyle.stylizer import load_stylizer
 
 # The trace input is 64x64. 44x60 checks that sizes are dynamic at all; 45x61 and 33x17 are not
@@ -53,6 +55,23 @@ def test_onnx_of_an_encoder_decoder_with_the_photos_detail_runs_like_pytorch(sty
         (out,) = session.run(None, {"image": image.numpy()})
         assert np.abs(out - _reference(model, image)).max() < 1e-4
         assert np.abs(out - _reference(plain, image)).max() > 0.01  # the detail is in the file
+
+
+def test_onnx_of_a_student_model_runs_at_unseen_sizes_and_batches_like_pytorch(tmp_path):
+    """The file holds the student's lifts (a traced graph keeps them, stylenet.StyleNet.stylize);
+    PyTorch folds them into the decoder: the two agree."""
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    torch.manual_seed(0)
+    model = StyleNet(StyleNetConfig(width=8, student_width=0.25), load_encoder("random"))
+    model.set_style(torch.rand(1, 3, 32, 24))
+    path = tmp_path / "student.onnx"
+    export_generator(model, path, "onnx")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for batch, (height, width) in zip((1, 2, 1), UNSEEN):
+        image = torch.rand(batch, 3, height, width)
+        (out,) = session.run(None, {"image": image.numpy()})
+        assert np.abs(out - _reference(model, image)).max() < 1e-4
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")

@@ -20,7 +20,7 @@ from metastyle.generator import ADAPT_SUBSETS, adapt_parameter_names
 from metastyle.stages import CHECKPOINT, StageConfig, Teacher
 from metastyle.train import build_model
 from metastyle.student import StudentEncoder
-from metastyle.stylenet import StyleNet, StyleNetConfig
+from metastyle.stylenet import Affine, StyleNet, StyleNetConfig
 from metastyle.stylizer import load_stylizer, zero_shot
 
 runner = CliRunner()
@@ -180,3 +180,97 @@ def test_a_student_file_stylizes_adapts_and_exports_as_any_encoder_decoder(
     (got,) = session.run(None, {session.get_inputs()[0].name: image.numpy()})
     with torch.no_grad():
         assert (torch.from_numpy(got) - model(image)).abs().max() < 1e-4
+
+
+def _random_student_model() -> StyleNet:
+    """A student model whose lifts, decoder and style code are all random, none near identity:
+    the fold has every term to get right."""
+    torch.manual_seed(0)
+    model = StyleNet(StyleNetConfig(width=16, student_width=0.25), load_encoder("random", seed=0))
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for module in [*model.student.lifts.values(), *model.decoder.modules()]:
+            if isinstance(module, nn.Conv2d):
+                fan_in = module.weight[0].numel()
+                module.weight.copy_(torch.randn(module.weight.shape, generator=gen)
+                                   * (3 / fan_in) ** 0.5)
+                module.bias.copy_(torch.randn(module.bias.shape, generator=gen) * 0.1)
+            elif isinstance(module, Affine):
+                module.weight.copy_(torch.rand(module.weight.shape, generator=gen) + 0.5)
+                module.bias.copy_(torch.randn(module.bias.shape, generator=gen) * 0.1)
+        model.set_style(torch.rand(1, 3, 32, 24, generator=gen))
+        for name in model.config.layers:
+            model.code.mean[name].add_(torch.randn(model.code.mean[name].shape, generator=gen))
+            model.code.std[name].mul_(torch.rand(model.code.std[name].shape, generator=gen) + 0.5)
+    return model.eval()
+
+
+def _folded_and_plain(model: StyleNet, run) -> tuple[torch.Tensor, torch.Tensor]:
+    """``run()`` without gradients, which folds the lifts (and never runs them), and with."""
+    calls = []
+    hooks = [lift.register_forward_hook(lambda *_: calls.append(1))
+             for lift in model.student.lifts.values()]
+    with torch.no_grad():
+        folded = run()
+    assert not calls
+    with torch.enable_grad():
+        plain = run()
+    assert calls
+    for hook in hooks:
+        hook.remove()
+    return folded, plain.detach()
+
+
+@pytest.mark.parametrize("strength", [1.0, 0.6])
+def test_inference_folds_the_lifts_and_adain_into_the_decoder_exactly(strength):
+    model = _random_student_model().at_strength(strength)
+    gen = torch.Generator().manual_seed(2)
+    photo = torch.rand(1, 3, 40, 56, generator=gen)
+    folded, plain = _folded_and_plain(model, lambda: model(photo))
+    assert (folded - plain).abs().max() < 1e-4
+    assert plain.std() > 0.05  # not a flat image that any fold would match
+    # a batch with a code per image
+    photos = torch.rand(2, 3, 40, 56, generator=gen)
+    codes = {n: (torch.randn(2, c, generator=gen), torch.rand(2, c, generator=gen) + 0.5)
+             for n, c in LAYERS.items()}
+    folded, plain = _folded_and_plain(model, lambda: model.stylize(photos, codes))
+    assert (folded - plain).abs().max() < 1e-4
+    alone = _folded_and_plain(model, lambda: model.stylize(
+        photos[1:], {n: (m[1], s[1]) for n, (m, s) in codes.items()}))[0]
+    assert (folded[1:] - alone).abs().max() < 1e-4
+
+
+def test_tiles_fold_with_the_whole_photos_statistics_exactly():
+    model = _random_student_model().at_strength(0.6)
+    photo = torch.rand(1, 3, 40, 56, generator=torch.Generator().manual_seed(3))
+    tiled = model.for_tiles(photo, [((0, 40, 0, 32), (0, 40, 0, 24)),
+                                    ((0, 40, 24, 56), (0, 40, 24, 56))])
+    assert tiled.content_stats and tiled.output_palette is not None
+    tile = photo[..., 24:56]
+    folded, plain = _folded_and_plain(tiled, lambda: tiled(tile))
+    assert (folded - plain).abs().max() < 1e-4
+    # the whole photo's statistics, not the tile's own
+    assert (plain - model(tile).detach()).abs().max() > 1e-3
+
+
+def test_training_keeps_the_lifts_and_their_gradients():
+    model = _random_student_model().train()
+    photos = torch.rand(2, 3, 24, 32, generator=torch.Generator().manual_seed(4))
+    out, lifted = model.stylize_with_features(photos, model.code.as_dict())
+    assert {n: f.shape[1] for n, f in lifted.items()} == LAYERS
+    (out.mean() + sum(f.mean() for f in lifted.values())).backward()
+    for lift in model.student.lifts.values():
+        assert lift.weight.grad is not None and lift.weight.grad.abs().sum() > 0
+    model.zero_grad()
+    model(photos).mean().backward()
+    assert all(lift.weight.grad.abs().sum() > 0 for lift in model.student.lifts.values())
+
+
+def test_a_frozen_encoder_model_never_folds():
+    model = StyleNet(StyleNetConfig(width=8), load_encoder("random", seed=0)).eval()
+    model.set_style(torch.rand(1, 3, 24, 32))
+    photo = torch.rand(1, 3, 40, 56)
+    with torch.no_grad():
+        without = model(photo)
+    with torch.enable_grad():
+        assert torch.equal(without, model(photo).detach())
