@@ -41,7 +41,7 @@ from .tracking import Tracker
 STAGES = ("autoencoder", "joint", "distill")
 CHECKPOINT = "checkpoint.safetensors"
 # The AdaIN strengths a distill step draws from, uniformly: the product stylizes at the model
-# file's strength (0.9 shipped) or one a user picks, so the student learns the teacher's blend
+# file's strength (1.0 shipped) or one a user picks, so the student learns the teacher's blend
 # of photo and style over the range in use, not only at full strength.
 DISTILL_STRENGTHS = (0.5, 1.0)
 
