@@ -15,11 +15,15 @@ updates `metastyle adapt` makes (a test checks the two agree step for step).
 from __future__ import annotations
 
 import math
-from typing import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
 
 import torch
 from torch import nn
 from torch.func import functional_call
+
+if TYPE_CHECKING:  # config imports INNER_OPTIMIZERS from here, so only for the type checker
+    from .config import MetaConfig
 
 # (params) -> scalar loss; built by the caller around a batch and a style's targets
 LossOf = Callable[[dict[str, torch.Tensor]], torch.Tensor]
@@ -58,32 +62,52 @@ class AdamDirection:
         return out
 
 
+@dataclass(frozen=True)
+class InnerLoop:
+    """How the inner loop adapts: ``steps`` updates (0 = no adaptation) in the ``optimizer``'s
+    direction (one of ``INNER_OPTIMIZERS``), ``first_order`` to drop the second-order term of
+    the meta-gradient, and ``grad_clip`` the norm clip of each inner gradient (0 = off)."""
+
+    steps: int
+    optimizer: str = "sgd"
+    first_order: bool = True
+    grad_clip: float = 0.0
+
+    def __post_init__(self):
+        if self.optimizer not in INNER_OPTIMIZERS:
+            raise ValueError(f"unknown inner optimizer {self.optimizer!r}; "
+                             f"choose one of {INNER_OPTIMIZERS}")
+
+    @classmethod
+    def of(cls, config: MetaConfig) -> InnerLoop:
+        """The inner loop a [meta] table asks for (any object with its ``inner_*`` fields)."""
+        return cls(steps=config.inner_steps, optimizer=config.inner_optimizer,
+                   first_order=config.first_order, grad_clip=config.inner_grad_clip)
+
+
 def inner_loop(params: dict[str, torch.Tensor], adapt_names: list[str], loss_of: LossOf,
-               steps: int, rates: dict[str, torch.Tensor], first_order: bool,
-               grad_clip: float = 0.0,
-               optimizer: str = "sgd") -> tuple[dict[str, torch.Tensor], list[float]]:
-    """K SGD or Adam steps on ``adapt_names`` with per-tensor ``rates``; returns fast weights +
-    the support loss before each step.
+               rates: dict[str, torch.Tensor],
+               loop: InnerLoop) -> tuple[dict[str, torch.Tensor], list[float]]:
+    """``loop.steps`` SGD or Adam steps on ``adapt_names`` with per-tensor ``rates``; returns
+    fast weights + the support loss before each step.
 
     ``params`` may require grad (meta-training) or not (plain adaptation); untouched tensors
     are passed through unchanged, so the outer gradient reaches them directly.
     """
-    if optimizer not in INNER_OPTIMIZERS:
-        raise ValueError(f"unknown inner optimizer {optimizer!r}; choose one of {INNER_OPTIMIZERS}")
-    direction = AdamDirection() if optimizer == "adam" else (lambda _names, grads: grads)
+    direction = AdamDirection() if loop.optimizer == "adam" else (lambda _names, grads: grads)
     fast = dict(params)
     for name in adapt_names:  # plain adaptation: make leaves we can differentiate against
         if not fast[name].requires_grad:
             fast[name] = fast[name].detach().requires_grad_()
     losses = []
-    for _ in range(steps):
+    for _ in range(loop.steps):
         with torch.enable_grad():
             loss = loss_of(fast)
             inputs = [fast[n] for n in adapt_names]
-            grads = torch.autograd.grad(loss, inputs, create_graph=not first_order)
-        if first_order:
+            grads = torch.autograd.grad(loss, inputs, create_graph=not loop.first_order)
+        if loop.first_order:
             grads = [g.detach() for g in grads]
-        updates = direction(adapt_names, clip_by_norm(list(grads), grad_clip))
+        updates = direction(adapt_names, clip_by_norm(list(grads), loop.grad_clip))
         for name, update in zip(adapt_names, updates):
             fast[name] = fast[name] - rates[name] * update
         losses.append(loss.item())
@@ -121,10 +145,10 @@ class MetaLearner(nn.Module):
         return {n: self.log_rates[n.replace(".", "/")].exp() for n in self.adapt_names}
 
 
-def meta_loss(learner: MetaLearner, loss_fn, episodes, inner_steps: int, first_order: bool,
-              inner_grad_clip: float, inner_optimizer: str = "sgd",
+def meta_loss(learner: MetaLearner, loss_fn, episodes, loop: InnerLoop,
               anchor: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
-    """Mean query loss after adaptation over a meta-batch of episodes (differentiable).
+    """Mean query loss after adaptation by ``loop`` over a meta-batch of episodes
+    (differentiable).
 
     Each episode starts from the init plus ``model.style_values(style)`` (for the
     encoder-decoder, the style's code and palette: its k = 0 is the zero-shot stylization).
@@ -135,21 +159,20 @@ def meta_loss(learner: MetaLearner, loss_fn, episodes, inner_steps: int, first_o
     """
     params = dict(learner.model.named_parameters())
     rates = learner.rates()
-    anchored = bool(inner_steps) and anchor > 0
+    anchored = bool(loop.steps) and anchor > 0
     total = 0.0
-    stats = dict.fromkeys(["support_before"] * bool(inner_steps) + ["query_before"] * anchored +
+    stats = dict.fromkeys(["support_before"] * bool(loop.steps) + ["query_before"] * anchored +
                           ["query_after", "query_style", "query_content"], 0.0)
     for ep in episodes:
         targets = loss_fn.style_targets(ep.style)
         # the task's own starting values (the encoder-decoder's style code and palette)
         # replace the init's
         start = {**params, **learner.model.style_values(ep.style)}
-        fast, inner = start, []  # inner_steps == 0: plain multi-style ("joint") training
-        if inner_steps:
+        fast, inner = start, []  # loop.steps == 0: plain multi-style ("joint") training
+        if loop.steps:
             support = model_loss(learner.model, loss_fn, ep.support, targets)
             fast, inner = inner_loop(start, learner.adapt_names, lambda p: support(p)["total"],
-                                     inner_steps, rates, first_order, inner_grad_clip,
-                                     inner_optimizer)
+                                     rates, loop)
         query = model_loss(learner.model, loss_fn, ep.query, targets)
         terms = query(fast)
         total = total + terms["total"]
@@ -172,17 +195,16 @@ GradientHook = Callable[[MetaLearner, float, dict[str, float]], tuple[float, dic
 
 
 def meta_step(learner: MetaLearner, optimizer: torch.optim.Optimizer, loss_fn, episodes,
-              inner_steps: int, first_order: bool, inner_grad_clip: float,
-              grad_clip: float, inner_optimizer: str = "sgd",
-              anchor: float = 0.0, gradient_hook: GradientHook | None = None) -> dict[str, float]:
+              settings: MetaConfig, gradient_hook: GradientHook | None = None) -> dict[str, float]:
     """One outer update of the init (and rates); returns logged statistics.
 
+    ``settings`` is the [meta] table: its inner-loop fields (`InnerLoop.of`), ``anchor`` (see
+    `meta_loss`) and ``grad_clip``, the norm clip of the meta-gradient (0 = off).
     ``gradient_hook`` sees the meta-gradients after backward (a non-finite loss skips backward,
     so they may be None) and before clipping and the optimizer step.
     """
     optimizer.zero_grad(set_to_none=True)
-    loss, stats = meta_loss(learner, loss_fn, episodes, inner_steps, first_order, inner_grad_clip,
-                            inner_optimizer, anchor)
+    loss, stats = meta_loss(learner, loss_fn, episodes, InnerLoop.of(settings), settings.anchor)
     loss_value = loss.item()
     if math.isfinite(loss_value):
         loss.backward()
@@ -190,7 +212,8 @@ def meta_step(learner: MetaLearner, optimizer: torch.optim.Optimizer, loss_fn, e
         loss_value, stats = gradient_hook(learner, loss_value, stats)
     if not math.isfinite(loss_value):
         return {**stats, "loss": float("nan"), "grad_norm": float("nan")}
-    grad_norm = torch.nn.utils.clip_grad_norm_(learner.parameters(), grad_clip or float("inf"))
+    grad_norm = torch.nn.utils.clip_grad_norm_(learner.parameters(),
+                                               settings.grad_clip or float("inf"))
     optimizer.step()
     rates = [r.item() for r in learner.rates().values()]
     return {**stats, "loss": loss_value, "grad_norm": grad_norm.item(),

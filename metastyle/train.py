@@ -313,9 +313,8 @@ def _meta_train(config: Config, run_dir: Path, resume: bool, progress: bool,
             episode_rng_state = draws.rng_state()
             pending = prefetch.submit(sample_meta_batch)
             step_start = time.perf_counter()
-            stats = meta_step(state.learner, state.optimizer, loss_fn, episodes, m.inner_steps,
-                              m.first_order, m.inner_grad_clip, m.grad_clip, m.inner_optimizer,
-                              m.anchor, ranks.average if ranks.distributed else None)
+            stats = meta_step(state.learner, state.optimizer, loss_fn, episodes, m,
+                              ranks.average if ranks.distributed else None)
             state.step += 1
             state.check_divergence(stats["loss"])
             record = {"step": state.step, **stats,

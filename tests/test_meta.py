@@ -5,7 +5,7 @@ import torch
 
 from metastyle.corpus import Episode
 from metastyle.generator import Generator, GeneratorConfig, adapt_parameter_names
-from metastyle.meta import MetaLearner, clip_by_norm, inner_loop, meta_loss
+from metastyle.meta import InnerLoop, MetaLearner, clip_by_norm, inner_loop, meta_loss
 
 
 @pytest.fixture(autouse=True)
@@ -30,7 +30,7 @@ def _linear_losses():
 
 def _query_after(params, rates, steps, first_order=False):
     support, query = _linear_losses()
-    fast, _ = inner_loop(params, ["w"], support, steps, rates, first_order)
+    fast, _ = inner_loop(params, ["w"], support, rates, InnerLoop(steps, first_order=first_order))
     return query(fast)
 
 
@@ -78,7 +78,7 @@ def test_first_order_gradient_is_the_query_gradient_at_the_adapted_weights():
     w_fo = w.clone().requires_grad_()
     _query_after({"w": w_fo, "b": b}, rates, 2, first_order=True).backward()
     support, query = _linear_losses()
-    fast, _ = inner_loop({"w": w, "b": b}, ["w"], support, 2, rates, True)
+    fast, _ = inner_loop({"w": w, "b": b}, ["w"], support, rates, InnerLoop(2))
     w_adapted = fast["w"].detach().requires_grad_()
     query({"w": w_adapted, "b": b}).backward()
     torch.testing.assert_close(w_fo.grad, w_adapted.grad)
@@ -90,7 +90,7 @@ def test_first_order_gradient_is_the_query_gradient_at_the_adapted_weights():
 def test_inner_loop_lowers_support_loss_and_leaves_other_parameters_alone():
     support, _ = _linear_losses()
     params = {"w": torch.zeros(3, 2), "b": torch.ones(2)}
-    fast, losses = inner_loop(params, ["w"], support, 5, {"w": torch.tensor(0.2)}, True)
+    fast, losses = inner_loop(params, ["w"], support, {"w": torch.tensor(0.2)}, InnerLoop(5))
     assert losses == sorted(losses, reverse=True) and losses[-1] < losses[0]
     assert fast["b"] is params["b"]
 
@@ -112,7 +112,8 @@ def test_meta_loss_reaches_init_and_rates_on_the_generator(random_loss, inner_op
     gen = torch.Generator().manual_seed(0)
     ep = Episode("s", torch.rand(1, 3, 32, 32, generator=gen),
                  torch.rand(2, 3, 16, 16, generator=gen), torch.rand(2, 3, 16, 16, generator=gen))
-    loss, stats = meta_loss(learner, random_loss, [ep], 2, True, 10.0, inner_optimizer)
+    loss, stats = meta_loss(learner, random_loss, [ep],
+                            InnerLoop(2, inner_optimizer, grad_clip=10.0))
     loss.backward()
     assert stats["query_after"] > 0
     assert model.encoder[0].conv.weight.grad.abs().sum() > 0  # a non-adapted parameter
@@ -132,7 +133,7 @@ def test_anchor_mixes_the_adapted_and_the_unadapted_query_loss(random_loss):
 
     def loss_and_grad(inner_steps, anchor):
         model.zero_grad()
-        loss, stats = meta_loss(learner, random_loss, eps, inner_steps, True, 0.0, "adam", anchor)
+        loss, stats = meta_loss(learner, random_loss, eps, InnerLoop(inner_steps, "adam"), anchor)
         loss.backward()
         return loss.item(), stats, torch.cat([p.grad.flatten() for p in model.parameters()])
 
@@ -149,8 +150,8 @@ def test_adam_inner_loop_makes_exactly_the_updates_of_torch_adam():
     support, _ = _linear_losses()
     gen = torch.Generator().manual_seed(4)
     w0, b = torch.randn(3, 2, generator=gen), torch.randn(2, generator=gen)
-    fast, losses = inner_loop({"w": w0, "b": b}, ["w"], support, 4, {"w": torch.tensor(0.05)},
-                              True, optimizer="adam")
+    fast, losses = inner_loop({"w": w0, "b": b}, ["w"], support, {"w": torch.tensor(0.05)},
+                              InnerLoop(4, "adam"))
     w = w0.clone().requires_grad_()
     adam = torch.optim.Adam([w], lr=0.05)
     reference = []
@@ -171,8 +172,8 @@ def test_second_order_gradient_through_adam_steps_matches_finite_differences():
 
     def query_after(weights):
         support, query = _linear_losses()
-        fast, _ = inner_loop({"w": weights, "b": b}, ["w"], support, 3, rates, False,
-                             optimizer="adam")
+        fast, _ = inner_loop({"w": weights, "b": b}, ["w"], support, rates,
+                             InnerLoop(3, "adam", first_order=False))
         return query(fast)
 
     w_var = w.clone().requires_grad_()
@@ -182,7 +183,13 @@ def test_second_order_gradient_through_adam_steps_matches_finite_differences():
 
 
 def test_unknown_inner_optimizer_is_refused():
-    support, _ = _linear_losses()
     with pytest.raises(ValueError, match="inner optimizer"):
-        inner_loop({"w": torch.zeros(3, 2), "b": torch.zeros(2)}, ["w"], support, 1,
-                   {"w": torch.tensor(0.1)}, True, optimizer="lion")
+        InnerLoop(1, "lion")
+
+
+def test_inner_loop_settings_come_from_the_meta_table():
+    from metastyle.config import MetaConfig
+
+    config = MetaConfig(inner_steps=3, inner_optimizer="sgd", first_order=False,
+                        inner_grad_clip=2.0)
+    assert InnerLoop.of(config) == InnerLoop(3, "sgd", first_order=False, grad_clip=2.0)

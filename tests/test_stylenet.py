@@ -84,7 +84,7 @@ def test_norm_subset_is_the_affines_and_the_code(encoder):
 def test_each_meta_episode_starts_from_its_style_code(encoder, random_loss):
     from metastyle.corpus import Episode
     from metastyle.generator import adapt_parameter_names
-    from metastyle.meta import MetaLearner, meta_loss
+    from metastyle.meta import InnerLoop, MetaLearner, meta_loss
 
     torch.manual_seed(0)
     model = StyleNet(StyleNetConfig(width=8), encoder)
@@ -93,7 +93,7 @@ def test_each_meta_episode_starts_from_its_style_code(encoder, random_loss):
     style = torch.rand(1, 3, 32, 32, generator=gen)
     ep = Episode("s.png", style, torch.rand(2, 3, 16, 16, generator=gen),
                  torch.rand(2, 3, 16, 16, generator=gen))
-    loss, stats = meta_loss(learner, random_loss, [ep], 1, True, 0.0, "adam", anchor=1.0)
+    loss, stats = meta_loss(learner, random_loss, [ep], InnerLoop(1, "adam"), anchor=1.0)
     zero_shot = copy.deepcopy(model)
     zero_shot.set_style(style)
     with torch.no_grad():
