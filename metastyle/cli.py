@@ -383,13 +383,16 @@ def adapt_cmd(
                                 batch=batch, colour_weight=colour_weight,
                                 style_weight=style_weight, seed=seed)
     check_adapt_files(style, base, contents, output, preview)  # before the progress bar
-    with StepBar("adapt", settings.steps, enabled=progress) as bar:
+    # k = 0 only encodes the painting: a bar of no steps would show "0/0 loss nan"
+    with StepBar("adapt", settings.steps, enabled=progress and settings.steps > 0) as bar:
         summary = adapt_and_save(style, base, contents, output, preview, settings,
                                  on_step=bar.callback())
-    typer.echo(f"{output}: {summary['steps']} steps ({summary['subset']}) in "
-               f"{summary['seconds']:.1f} s, "
-               f"support loss {summary['loss_before']:.3f} -> {summary['loss_after']:.3f}, "
-               f"{summary['bytes'] / 1024:.1f} KB; preview {preview}")
+    if summary["steps"]:
+        done = (f"{summary['steps']} steps ({summary['subset']}) in {summary['seconds']:.1f} s, "
+                f"support loss {summary['loss_before']:.3f} -> {summary['loss_after']:.3f}")
+    else:
+        done = f"the zero-shot style code (k = 0), support loss {summary['loss_before']:.3f}"
+    typer.echo(f"{output}: {done}, {summary['bytes'] / 1024:.1f} KB; preview {preview}")
 
 
 @app.command("stylize")

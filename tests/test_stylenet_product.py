@@ -43,6 +43,18 @@ def test_adapt_starts_from_the_zero_shot_code_and_stores_a_tiny_delta(stylenet_b
     assert 0 < moved <= 2 * 0.01 * 1.01
 
 
+def test_adapt_at_k0_says_it_stored_the_zero_shot_code(stylenet_base, tiny_corpus, tmp_path):
+    style = tiny_corpus / "style" / "style0.png"
+    out = tmp_path / "k0.safetensors"
+    result = _ok(runner.invoke(app, ["adapt", str(style), "--base", str(stylenet_base),
+                                     "--content", str(tiny_corpus / "content"), "-k", "0",
+                                     "-o", str(out), "--no-progress"]))
+    assert "the zero-shot style code (k = 0), support loss" in result.stdout
+    assert "nan" not in result.stdout + result.stderr
+    adapted, k0 = load_stylizer(out).model, zero_shot(style, stylenet_base).model
+    assert all(torch.equal(adapted.code.mean[n], k0.code.mean[n]) for n in k0.code.mean)
+
+
 def test_zero_shot_stylize_from_the_command_line(stylenet_base, tiny_corpus, tmp_path):
     photo = tiny_corpus / "content" / "content0.png"
     result = _ok(runner.invoke(app, ["stylize", "--style", str(tiny_corpus / "style/style1.png"),
