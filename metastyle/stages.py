@@ -283,6 +283,10 @@ class StageRun:
                             f"(other weights); resume with that one")
         self.load_weights(path)
         self.optimizer.load_state_dict(state.optimizer)
+        # the config's rate is the one in force, so resuming with `--set lr=...` lowers the rate
+        # of a run that plateaus (a step decay by hand); Adam's moments carry over
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.config.lr
         self.data_rng.set_state(state.rng)
         self.step = state.meta["step"]
         return state.meta.get("wall_seconds", 0.0)

@@ -51,6 +51,18 @@ def test_a_resumed_stage_ends_exactly_where_a_straight_one_does(tiny_corpus, tmp
     assert (tmp_path / "straight" / "samples" / "step000003.jpg").is_file()
 
 
+def test_a_run_resumed_with_rate_zero_stops_moving(tiny_corpus, tmp_path):
+    """The config's rate is in force after a resume: a run resumed at lr 0 keeps its weights
+    (the checkpoint's own rate would have moved them)."""
+    train_stage(_config(tiny_corpus, "autoencoder", 2, "lr=0.003"), tmp_path / "run",
+                progress=False)
+    before, _ = _weights(tmp_path / "run")
+    train_stage(_config(tiny_corpus, "autoencoder", 4, "lr=0"), tmp_path / "run", resume=True,
+                progress=False)
+    after, meta = _weights(tmp_path / "run")
+    assert meta["step"] == 4 and all(torch.equal(before[k], after[k]) for k in before)
+
+
 def test_the_autoencoder_learns_to_reconstruct(tiny_corpus, tmp_path):
     config = _config(tiny_corpus, "autoencoder", 30, "lr=0.003")
     model = StageRun(config).model  # the seeded init the run starts from
