@@ -35,7 +35,8 @@ from .images import load_image, load_tensor, pil_to_tensor, resize_long_side, sa
 from .losses import relative_error
 from .progress import StepBar
 from .runtime import environment, seeded_generator, set_threads, write_json
-from .stylenet import StyleNet, StyleNetConfig, channel_stats, instance_normalized
+from .stylenet import (StyleNet, StyleNetConfig, channel_stats, grown_weights,
+                       instance_normalized)
 from .tracking import Tracker
 
 STAGES = ("autoencoder", "joint", "distill")
@@ -74,6 +75,8 @@ class StageLoss:
 class StageConfig:
     stage: str = "autoencoder"
     init: str = ""  # a stage checkpoint to start from (the previous stage); "" = random decoder
+    # the init has fewer skips than the generator: grow it (stylenet.grown_weights)
+    init_grows: bool = False
     # distill: the model file whose outputs the student learns to give
     teacher: str = "metastyle/weights/stylenet.safetensors"
     lr: float = 5e-4
@@ -264,13 +267,22 @@ class StageRun:
             "encoder": self.encoder.name, "encoder_sha256": self.encoder.weights_sha256,
             **teacher, **extra})
 
-    def load_weights(self, path: Path) -> None:
-        """Start from a stage checkpoint or an exported generator file of the same shape."""
+    def load_weights(self, path: Path, grow: bool = False) -> None:
+        """Start from a stage checkpoint or an exported generator file of the same shape, or
+        with ``grow`` (the config's ``init_grows``) from one with fewer skips
+        (stylenet.grown_weights)."""
         tensors, meta = checkpoint.read(path)
-        if meta.get("generator") != self.config.generator.to_dict():
+        weights = checkpoint.generator_weights(tensors)
+        if grow and meta.get("generator", {}).get("kind") == "stylenet":
+            spec = {k: v for k, v in meta["generator"].items() if k != "kind"}
+            try:
+                weights = grown_weights(weights, StyleNetConfig(**spec), self.config.generator)
+            except ValueError as exc:
+                raise UserError(f"{path}: {exc}") from None
+        elif meta.get("generator") != self.config.generator.to_dict():
             raise UserError(f"{path}: generator {meta.get('generator')} does not match the "
                             f"config's {self.config.generator.to_dict()}")
-        self.model.load_state_dict(checkpoint.generator_weights(tensors))
+        self.model.load_state_dict(weights)
 
     def resume(self, path: Path) -> float:
         """Restore a killed run; returns its wall seconds so far."""
@@ -310,7 +322,7 @@ def train_stage(config: StageConfig, run_dir: Path, resume: bool = False,
             raise UserError(f"{ckpt}: nothing to resume")
         wall = run.resume(ckpt)
     elif config.init:
-        run.load_weights(Path(config.init))
+        run.load_weights(Path(config.init), config.init_grows)
     (run_dir / "samples").mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "config.json", config_to_dict(config))
     write_json(run_dir / "environment.json", environment())

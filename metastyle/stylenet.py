@@ -241,6 +241,31 @@ class Decoder(nn.Module):
         return self.out(h)
 
 
+def grown_weights(weights: dict[str, torch.Tensor], old: StyleNetConfig,
+                  new: StyleNetConfig) -> dict[str, torch.Tensor]:
+    """The state of a generator with ``old``'s config as the state of one with ``new``'s, which
+    adds skips (same depth, width and student): the conv that reads a new skip gets zero weights
+    on its channels, so the grown generator decodes exactly as the old one did until training
+    moves them, and a new layer's code starts as AdaIN's identity (mean 0, std 1) until a style
+    sets it. A finer skip brings the style's statistics at that scale into the decoder."""
+    added = [n for n in new.skips if n not in old.skips]
+    if (old.depth, old.width, old.student_width) != (new.depth, new.width, new.student_width) \
+            or not added or any(n not in new.skips for n in old.skips):
+        raise ValueError(f"stylenet {old.to_dict()} does not grow into {new.to_dict()}: same "
+                         f"depth, width and student, and only skips added")
+    grown = dict(weights)
+    levels = Decoder(new).skip_at
+    for level, name in levels.items():
+        if name not in added:
+            continue
+        key = f"decoder.levels.{level}.0.conv.weight"
+        extra = torch.zeros_like(grown[key][:, :1]).expand(-1, LAYERS[name][0], -1, -1)
+        grown[key] = torch.cat([grown[key], extra], dim=1)  # the skip is concatenated last
+        grown[f"code.mean.{name}"] = torch.zeros(LAYERS[name][0], dtype=grown[key].dtype)
+        grown[f"code.std.{name}"] = torch.ones(LAYERS[name][0], dtype=grown[key].dtype)
+    return grown
+
+
 class StyleNet(nn.Module):
     """RGB [0,1] -> RGB [0,1] in the style held by ``code`` (set it with ``set_style``).
 

@@ -63,6 +63,33 @@ def test_a_run_resumed_with_rate_zero_stops_moving(tiny_corpus, tmp_path):
     assert meta["step"] == 4 and all(torch.equal(before[k], after[k]) for k in before)
 
 
+def test_a_joint_run_grows_a_skip_and_starts_where_its_init_stylizes(stylenet_base,
+                                                                    tiny_corpus, tmp_path):
+    """A relu2_1 skip grown onto a file with the relu3_1 skip only: at lr 0 the grown model
+    paints exactly what its init paints, and training moves the new skip's weights."""
+    init, _ = checkpoint.load_generator(stylenet_base)
+    grow = [f'init="{stylenet_base}"', "init_grows=true", 'generator.skips=["relu3_1", "relu2_1"]']
+    train_stage(_config(tiny_corpus, "joint", 1, *grow, "lr=0"), tmp_path / "still",
+                progress=False)
+    grown, _ = checkpoint.load_generator(tmp_path / "still" / CHECKPOINT)
+    style, photo = (load_tensor(next((tiny_corpus / kind).glob("*.png")))[..., :32, :32]
+                    for kind in ("style", "content"))
+    init.set_style(style)
+    grown.set_style(style)
+    with torch.no_grad():
+        torch.testing.assert_close(grown(photo), init(photo), atol=1e-5, rtol=0)
+    train_stage(_config(tiny_corpus, "joint", 2, *grow, "lr=0.01"), tmp_path / "moving",
+                progress=False)
+    weights, meta = _weights(tmp_path / "moving")
+    assert meta["generator"]["skips"] == ["relu3_1", "relu2_1"]
+    new_channels = weights["model/decoder.levels.1.0.conv.weight"][:, -128:]
+    assert new_channels.abs().sum() > 0
+    with pytest.raises(UserError, match="does not grow into"):
+        train_stage(_config(tiny_corpus, "joint", 1, f'init="{stylenet_base}"', "init_grows=true",
+                            "generator.width=16", 'generator.skips=["relu3_1", "relu2_1"]'),
+                    tmp_path / "wider", progress=False)
+
+
 def test_the_autoencoder_learns_to_reconstruct(tiny_corpus, tmp_path):
     config = _config(tiny_corpus, "autoencoder", 30, "lr=0.003")
     model = StageRun(config).model  # the seeded init the run starts from
