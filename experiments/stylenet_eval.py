@@ -12,7 +12,8 @@ pair by each judge) and grid.jpg (style | photo | zero-shot | each variant | [jo
 peer [| gatys]).
 
 ``--variant NAME:key=value,...`` adds `metastyle adapt` from this model with those settings
-(keys of `presets.resolve_settings`: steps, lr, subset, batch, style_weight, colour_weight;
+(keys of `presets.resolve_settings`: steps, lr, subset, batch, style_weight, colour_weight,
+objective;
 ``preset=quality`` too; ``palette``, ``detail`` and ``strength`` are the stylization's, while
 adaptation runs at the model's own strength), adapted on `adapt`'s default content photos, as a
 user runs it:
@@ -57,7 +58,7 @@ def parse_variant(text: str) -> tuple[str, dict]:
     options = {}
     for item in filter(None, spec.split(",")):
         key, _, value = item.partition("=")
-        options[key] = value if key in ("subset", "preset") else float(value)
+        options[key] = value if key in ("subset", "preset", "objective") else float(value)
         if key in ("steps", "batch"):
             options[key] = int(options[key])
     return name, options

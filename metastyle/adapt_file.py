@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from .adaptation import (AdaptResult, adapt, adaptation_crops, evaluate_terms, fresh_crops,
-                         start_task)
+                         frozen_copy, start_task)
 from .checkpoint import check_model_suffix, encode_delta, file_style_size, load_generator
 from .config import LossConfig
 from .errors import UserError
@@ -19,7 +19,7 @@ from .images import (check_output_suffix, check_outputs, encode_image, load_imag
                      pil_to_tensor, resize_long_side, write_files)
 from .inference import stylize_tensor
 from .losses import perceptual_loss
-from .presets import AdaptSettings
+from .presets import OBJECTIVES, AdaptSettings
 from .runtime import seeded_generator
 
 # The fixed crops `metastyle adapt` reports its loss before/after on (adaptation itself streams
@@ -44,6 +44,7 @@ def adapt_style_file(style_path, base_path, contents: list, settings: AdaptSetti
     data = train_cfg.get("data", {})
     try:
         loss_cfg = replace(LossConfig(**meta.get("loss", train_cfg.get("loss", {}))),
+                           **OBJECTIVES[settings.objective],
                            colour_weight=settings.colour_weight)
     except TypeError as exc:
         raise UserError(f"{base_path}: bad metadata: its loss settings do not fit "
@@ -58,13 +59,16 @@ def adapt_style_file(style_path, base_path, contents: list, settings: AdaptSetti
                                seeded_generator(settings.seed))
     base = start_task(base, style)  # the encoder-decoder's k = 0: the zero-shot stylization
     targets = loss_fn.style_targets(style)
-    before = evaluate_terms(base, loss_fn, targets, support)["total"]
+    # the loss before and after is the one the steps minimize (a training-mode model)
+    start = frozen_copy(base)
+    anchor = start if loss_cfg.anchor else None
+    before = evaluate_terms(start, loss_fn, targets, support, anchor=anchor)["total"]
     result = adapt(base, loss_fn, targets,
                    fresh_crops(contents, settings.batch, crop, settings.seed),
                    settings.steps, settings.lr, subset=settings.subset,
                    on_step=_stop_if_not_finite(on_step, settings))
     # with no steps the model is the base, so its loss is the one just measured
-    after = (evaluate_terms(result.model, loss_fn, targets, support)["total"]
+    after = (evaluate_terms(result.model, loss_fn, targets, support, anchor=anchor)["total"]
              if settings.steps else before)
     if not math.isfinite(after) or not all(
             p.isfinite().all() for p in result.model.parameters()):
@@ -74,7 +78,8 @@ def adapt_style_file(style_path, base_path, contents: list, settings: AdaptSetti
     style_hash = hashlib.sha256(Path(style_path).read_bytes()).hexdigest()
     provenance = {"adapted_by": "metastyle adapt", "preset": settings.preset,
                   "steps": settings.steps, "lr": settings.lr, "batch": settings.batch,
-                  "subset": settings.subset, "crops": "fresh",
+                  "subset": settings.subset, "objective": settings.objective,
+                  "crops": "fresh",
                   "style_file": Path(style_path).name, "style_sha256": style_hash,
                   "seconds": round(result.seconds, 3), "support_loss_before": before,
                   "support_loss_after": after,

@@ -38,12 +38,14 @@ class AdaptResult:
 
     @property
     def saved_names(self) -> list[str]:
-        """What a style file stores: the changed parameters, and the buffers, which the style
-        sets and adaptation leaves (the encoder-decoder's palette; the Johnson network has none).
+        """What a style file stores: the changed parameters, the style's own (the
+        encoder-decoder's code, whether adapted or not), and the buffers, which the style sets
+        and adaptation leaves (the encoder-decoder's palette; the Johnson network has none).
         Constant buffers that no model file holds (a student encoder's input normalization)
         are not the style's."""
         stored = self.model.state_dict()
-        return [*self.names, *(n for n, _ in self.model.named_buffers() if n in stored)]
+        return list(dict.fromkeys([*self.names, *self.model.style_parameter_names(),
+                                   *(n for n, _ in self.model.named_buffers() if n in stored)]))
 
 
 def cycle_batches(support: torch.Tensor, batch: int) -> Callable[[int], torch.Tensor]:
@@ -82,6 +84,7 @@ def adapt(base: nn.Module, loss_fn: PerceptualLoss, style_targets: dict,
     so a benchmark can score an adaptation curve in one run.
     """
     model = copy.deepcopy(base).train()
+    anchor = frozen_copy(base) if loss_fn.config.anchor else None
     names = adapt_parameter_names(model, subset)
     chosen = set(names)
     for name, param in model.named_parameters():
@@ -97,7 +100,8 @@ def adapt(base: nn.Module, loss_fn: PerceptualLoss, style_targets: dict,
     for step in range(steps):
         start = time.perf_counter()
         content = batches(step)
-        loss = loss_fn(model(content), content, style_targets)["total"]
+        loss = loss_fn(model(content), content_reference(loss_fn, anchor, content),
+                       style_targets)["total"]
         grads = torch.autograd.grad(loss, params)
         with torch.no_grad():
             for param, update in zip(params, direction(names, grads)):
@@ -112,14 +116,30 @@ def adapt(base: nn.Module, loss_fn: PerceptualLoss, style_targets: dict,
     return result
 
 
+def frozen_copy(model: nn.Module) -> nn.Module:
+    """``model`` as it stands, in training mode (what adaptation optimizes), never to change:
+    the reference of an anchored objective (``LossConfig.anchor``)."""
+    return copy.deepcopy(model).train().requires_grad_(False)
+
+
+@torch.no_grad()
+def content_reference(loss_fn: PerceptualLoss, anchor: nn.Module | None,
+                      content: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
+    """What the content term compares an output with: the photos, or with an ``anchor`` the
+    features of its output on them."""
+    return content if anchor is None else loss_fn.content_targets(anchor(content))
+
+
 @torch.no_grad()
 def evaluate_terms(model: nn.Module, loss_fn: PerceptualLoss, style_targets: dict,
-                   images: torch.Tensor, batch: int = 4) -> dict[str, float]:
-    """Mean loss terms of ``model`` on held-out ``images`` (batched to bound memory)."""
+                   images: torch.Tensor, batch: int = 4,
+                   anchor: nn.Module | None = None) -> dict[str, float]:
+    """Mean loss terms of ``model`` on held-out ``images`` (batched to bound memory); with an
+    anchored objective, ``anchor`` is the un-adapted model (`frozen_copy`)."""
     sums: dict[str, float] = {}
     for i in range(0, len(images), batch):
         chunk = images[i:i + batch]
-        terms = loss_fn(model(chunk), chunk, style_targets)
+        terms = loss_fn(model(chunk), content_reference(loss_fn, anchor, chunk), style_targets)
         for key, value in terms.items():
             sums[key] = sums.get(key, 0.0) + value.item() * len(chunk)
     return {k: v / len(images) for k, v in sums.items()}

@@ -13,7 +13,7 @@ from typer.core import TyperGroup
 
 from .errors import UserError
 from .images import DEFAULT_MAX_PIXELS
-from .limits import ADAPT, EXPORT, PRESET_NAMES, STYLIZE, Range
+from .limits import ADAPT, EXPORT, OBJECTIVE_NAMES, PRESET_NAMES, STYLIZE, Range
 from .generator import ADAPT_SUBSETS
 from .progress import StepBar
 
@@ -344,8 +344,14 @@ def adapt_cmd(
     lr: Optional[float] = _ranged(None, "--lr", allowed=ADAPT["lr"],
                                   help="Adam learning rate (default: the base's)."),
     subset: Optional[str] = _choice(None, "--subset", choices=ADAPT_SUBSETS,
-                                    help="Parameters to adapt: norm (tiny files), decoder or "
-                                         "all (default: the base's choice)."),
+                                    help="Parameters to adapt: norm (tiny files), affines "
+                                         "(norm without the style code), decoder or all "
+                                         "(default: the base's choice)."),
+    objective: Optional[str] = _choice(None, "--objective", choices=OBJECTIVE_NAMES,
+                                       help="What the steps minimize: refine (the painting's "
+                                            "fine texture over the k = 0 result) or training "
+                                            "(the base's training loss) (default: the "
+                                            "base's)."),
     style_weight: Optional[float] = _ranged(
         None, "--style-weight", allowed=ADAPT["style_weight"],
         help="Style weight of the adaptation loss: higher = more style, less photo "
@@ -381,7 +387,7 @@ def adapt_cmd(
     preview = preview or output.with_name(f"{output.stem}_preview.jpg")
     settings = resolve_settings(read(base)[1], preset, steps=steps, lr=lr, subset=subset,
                                 batch=batch, colour_weight=colour_weight,
-                                style_weight=style_weight, seed=seed)
+                                style_weight=style_weight, objective=objective, seed=seed)
     check_adapt_files(style, base, contents, output, preview)  # before the progress bar
     # k = 0 only encodes the painting: a bar of no steps would show "0/0 loss nan"
     with StepBar("adapt", settings.steps, enabled=progress and settings.steps > 0) as bar:
@@ -458,6 +464,9 @@ def export_init_cmd(
                                         help="Default adaptation learning rate."),
     adapt_subset: Optional[str] = _choice(None, "--adapt-subset", choices=ADAPT_SUBSETS,
                                           help="Default adapted parameters."),
+    adapt_objective: Optional[str] = _choice(None, "--adapt-objective",
+                                             choices=OBJECTIVE_NAMES,
+                                             help="Default adaptation objective."),
     strength: Optional[float] = _ranged(None, "--strength", allowed=STYLIZE["strength"],
                                         help="An encoder-decoder's default AdaIN strength, "
                                              "for stylize and adapt (default: the run's, "
@@ -473,7 +482,8 @@ def export_init_cmd(
     """
     from .train import export_init
 
-    chosen = {"steps": adapt_steps, "lr": adapt_lr, "subset": adapt_subset}
+    chosen = {"steps": adapt_steps, "lr": adapt_lr, "subset": adapt_subset,
+              "objective": adapt_objective}
     export_init(run_dir, output, {k: v for k, v in chosen.items() if v is not None}, strength,
                 style_size)
     typer.echo(f"{output}: {output.stat().st_size / 1e6:.2f} MB")

@@ -73,6 +73,9 @@ class LossConfig:
     # gram: Gram matrices (Gatys, Johnson); moments: channel means and standard deviations
     # (AdaIN's style loss, Huang & Belongie 2017), what the encoder-decoder was trained with
     style_statistic: str = "gram"
+    # adaptation only: the content term compares with the un-adapted model's output instead of
+    # the photo, so the steps keep the k = 0 stylization and add what the style terms ask for
+    anchor: bool = False
     content_layers: list[str] = field(default_factory=lambda: ["relu2_2"])
     style_layers: list[str] = field(
         default_factory=lambda: ["relu1_2", "relu2_2", "relu3_3", "relu4_3"])

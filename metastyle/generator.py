@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-ADAPT_SUBSETS = ("norm", "decoder", "all")
+ADAPT_SUBSETS = ("norm", "affines", "decoder", "all")
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,11 @@ class Generator(nn.Module):
         """Values a style sets before adaptation: none, every task starts at the init."""
         return {}
 
+    def style_parameter_names(self) -> list[str]:
+        """Parameters a style sets, which a style file stores whatever adaptation changed:
+        none."""
+        return []
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         # Two stride-2 convs: work on a multiple of 4. Padding unconditionally (by 0 when the
@@ -94,15 +99,19 @@ def adapt_parameter_names(model: nn.Module, subset: str) -> list[str]:
 
     ``decoder`` = all norm affines plus every decoder parameter: the middle ground between
     MetaStyle's norm-only and full fine-tuning. The encoder-decoder generator's style code
-    (``code.*``, stylenet.py) belongs to every subset: it is the style itself. A distilled
-    model's student encoder (``student.*``) belongs to none: it stands for the frozen encoder,
-    which no subset changes either.
+    (``code.*``, stylenet.py) belongs to every subset but ``affines``: it is the style itself.
+    ``affines`` = the norm affines alone: the code stays the painting's own statistics, so
+    steps only change how the decoder paints them (the Johnson network has no code: there it
+    is ``norm``). A distilled model's student encoder (``student.*``) belongs to none: it stands
+    for the frozen encoder, which no subset changes either.
     """
     names = [n for n, _ in model.named_parameters() if not n.startswith("student.")]
     if subset == "all":
         return names
     if subset == "norm":
         return [n for n in names if ".norm." in n or n.startswith("code.")]
+    if subset == "affines":
+        return [n for n in names if ".norm." in n]
     if subset == "decoder":
         return [n for n in names if ".norm." in n or n.startswith(("decoder.", "code."))]
     raise ValueError(f"unknown adaptation subset {subset!r}; choose one of {ADAPT_SUBSETS}")

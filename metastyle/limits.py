@@ -62,6 +62,8 @@ ADAPT = {
 
 # `--preset` names (presets.PRESETS holds what each sets; kept here so the CLI loads fast)
 PRESET_NAMES = ("fast", "quality")
+# `--objective` names (presets.OBJECTIVES holds what each minimizes), likewise
+OBJECTIVE_NAMES = ("training", "refine")
 
 # Stylization (`metastyle stylize`, `Stylizer.stylize`, POST /styles/{id}/stylize).
 TILE_OVERLAP = 64  # pixels neighbouring tiles share (inference.stylize_tensor)

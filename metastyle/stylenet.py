@@ -341,6 +341,11 @@ class StyleNet(nn.Module):
                 | {f"code.std.{n}": s for n, (_, s) in code.items()}
                 | {f"palette.{n}": v for n, v in self.palette.values_of(style).items()})
 
+    def style_parameter_names(self) -> list[str]:
+        """Parameters a style sets (its code), which a style file stores whatever adaptation
+        changed: an ``affines`` refinement leaves the code at the painting's statistics."""
+        return [f"code.{kind}.{n}" for n in self.config.layers for kind in ("mean", "std")]
+
     @torch.no_grad()
     def set_style(self, style: torch.Tensor) -> None:
         self.load_state_dict(self.style_values(style), strict=False)

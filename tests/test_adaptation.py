@@ -37,3 +37,25 @@ def test_adapt_makes_torch_adams_updates_on_the_subset_and_leaves_the_rest(rando
         # amplified where a gradient is tiny; 1e-4 is 1% of one step at this rate
         torch.testing.assert_close(got[name], want[name], rtol=0, atol=1e-4)
         assert torch.equal(got[name], base.state_dict()[name]) == (name not in names)
+
+
+def test_an_anchored_objective_holds_the_output_to_the_unadapted_models(random_loss):
+    """With ``anchor`` the content term compares with the start model's own output: zero
+    before any step, above zero once the steps moved the output; the photo's is not zero."""
+    from dataclasses import replace
+
+    from metastyle.adaptation import evaluate_terms, frozen_copy
+    from metastyle.losses import PerceptualLoss
+
+    anchored = PerceptualLoss(random_loss.encoder, replace(random_loss.config, anchor=True))
+    torch.manual_seed(0)
+    style = torch.rand(1, 3, 32, 32)
+    base = start_task(StyleNet(StyleNetConfig(width=8), random_loss.encoder), style)
+    photos = torch.rand(2, 3, 24, 24)
+    targets = anchored.style_targets(style)
+    start = frozen_copy(base)
+    assert evaluate_terms(start, anchored, targets, photos, anchor=start)["content"] == 0
+    assert evaluate_terms(start, anchored, targets, photos)["content"] > 0
+    result = adapt(base, anchored, targets, cycle_batches(photos, 2), 3, 0.05, subset="affines")
+    assert evaluate_terms(result.model, anchored, targets, photos, anchor=start)["content"] > 0
+    assert not any(n.startswith("code.") for n in result.names)

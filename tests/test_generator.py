@@ -38,8 +38,8 @@ def test_johnson_size_matches_metastyle_counts():
 
 
 def test_adapt_subsets_are_nested(tiny):
-    norm, decoder, every = (set(adapt_parameter_names(tiny, s)) for s in ADAPT_SUBSETS)
-    assert norm < decoder < every
+    norm, affines, decoder, every = (set(adapt_parameter_names(tiny, s)) for s in ADAPT_SUBSETS)
+    assert affines == norm < decoder < every  # the Johnson network has no style code
     assert every == {n for n, _ in tiny.named_parameters()}
     assert all(n.rsplit(".", 2)[-2] == "norm" for n in norm)
     assert any(n.startswith("decoder.") and ".norm." not in n for n in decoder)

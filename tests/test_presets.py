@@ -42,3 +42,15 @@ def test_the_encoder_decoder_takes_its_own_quality_rate_and_keeps_the_rest_of_th
     assert resolve_settings(BASE_META | {"generator": {"kind": "stylenet"}}, preset="quality",
                             lr=0.01).lr == 0.01
     assert resolve_settings(BASE_META | {"generator": {"kind": "stylenet"}}).steps == 50
+
+
+def test_the_objective_comes_from_the_base_the_quality_preset_trains_and_bad_names_are_refused():
+    refining = BASE_META | {"adapt_objective": "refine"}
+    assert resolve_settings(BASE_META).objective == "training"
+    assert resolve_settings(refining).objective == "refine"
+    assert resolve_settings(refining, preset="quality").objective == "training"
+    assert resolve_settings(BASE_META, objective="refine").objective == "refine"
+    with pytest.raises(UserError, match="objective 'best'.*training, refine"):
+        resolve_settings(BASE_META, objective="best")
+    with pytest.raises(UserError, match="the base model's adapt_objective 'x'"):
+        resolve_settings(BASE_META | {"adapt_objective": "x"})

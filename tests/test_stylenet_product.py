@@ -12,7 +12,7 @@ from metastyle.detail import fine_detail
 from metastyle.errors import UserError
 from metastyle.images import pil_to_tensor
 from metastyle.stylenet import DETAIL, DETAIL_SIGMA, StyleNet
-from metastyle.stylizer import load_stylizer, zero_shot
+from metastyle.stylizer import adapt, load_stylizer, zero_shot
 
 runner = CliRunner()
 
@@ -53,6 +53,26 @@ def test_adapt_at_k0_says_it_stored_the_zero_shot_code(stylenet_base, tiny_corpu
     assert "nan" not in result.stdout + result.stderr
     adapted, k0 = load_stylizer(out).model, zero_shot(style, stylenet_base).model
     assert all(torch.equal(adapted.code.mean[n], k0.code.mean[n]) for n in k0.code.mean)
+
+
+def test_the_refine_objective_adapts_the_affines_and_keeps_the_style_code(stylenet_base,
+                                                                        tiny_corpus):
+    """refine + affines: the decoder's affines move, the code stays the painting's statistics
+    and is stored anyway, and the objective is the anchored fine-scale one."""
+    style = tiny_corpus / "style" / "style0.png"
+    losses = []
+    stylizer = adapt(style, steps=3, base=stylenet_base, content=tiny_corpus / "content",
+                     lr=0.05, subset="affines", objective="refine",
+                     on_step=lambda i, loss: losses.append(loss))
+    k0 = zero_shot(style, stylenet_base).model
+    model = stylizer.model
+    assert stylizer.provenance["objective"] == "refine" and len(losses) == 3
+    assert all(torch.equal(model.code.mean[n], k0.code.mean[n]) for n in k0.code.mean)
+    assert any(not torch.equal(p, dict(k0.named_parameters())[n])
+               for n, p in model.named_parameters() if ".norm." in n)
+    assert set(model.style_parameter_names()) <= set(stylizer.names)
+    loss = stylizer.provenance["loss"]
+    assert loss["anchor"] and loss["style_layers"] == ["relu1_1", "relu2_1"]
 
 
 def test_zero_shot_stylize_from_the_command_line(stylenet_base, tiny_corpus, tmp_path):
