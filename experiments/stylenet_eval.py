@@ -59,7 +59,7 @@ def parse_variant(text: str) -> tuple[str, dict]:
     for item in filter(None, spec.split(",")):
         key, _, value = item.partition("=")
         options[key] = value if key in ("subset", "preset", "objective") else float(value)
-        if key in ("steps", "batch"):
+        if key in ("steps", "batch", "crop"):
             options[key] = int(options[key])
     return name, options
 

@@ -53,7 +53,7 @@ def adapt_style_file(style_path, base_path, contents: list, settings: AdaptSetti
         loss_cfg = replace(loss_cfg, style_weight=settings.style_weight)
     loss_fn = perceptual_loss(loss_cfg)
     style = pil_to_tensor(resize_long_side(style_img, file_style_size(meta)))
-    crop = data.get("crop", 96)
+    crop = settings.crop or data.get("crop", 96)
     # adaptation streams new crops (see fresh_crops); a fixed set reports the loss before/after
     support = adaptation_crops(contents, max(settings.batch * 2, REPORT_CROPS), crop,
                                seeded_generator(settings.seed))
@@ -79,7 +79,7 @@ def adapt_style_file(style_path, base_path, contents: list, settings: AdaptSetti
     provenance = {"adapted_by": "metastyle adapt", "preset": settings.preset,
                   "steps": settings.steps, "lr": settings.lr, "batch": settings.batch,
                   "subset": settings.subset, "objective": settings.objective,
-                  "crops": "fresh",
+                  "crops": "fresh", "crop": crop,
                   "style_file": Path(style_path).name, "style_sha256": style_hash,
                   "seconds": round(result.seconds, 3), "support_loss_before": before,
                   "support_loss_after": after,

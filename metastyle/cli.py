@@ -362,6 +362,9 @@ def adapt_cmd(
              "painting; default: off)."),
     batch: Optional[int] = _ranged(None, "--batch", allowed=ADAPT["batch"],
                                    help="Content crops per step (default: the preset's)."),
+    crop: Optional[int] = _ranged(None, "--crop", allowed=ADAPT["crop"],
+                                  help="Side of the content crops in pixels (default: the "
+                                       "base's)."),
     preset: str = _choice("fast", "--preset", choices=PRESET_NAMES,
                           help="fast: the base's own setting (a 12 KB file with the shipped "
                                "model); quality: every parameter, 100-400 steps (minutes, "
@@ -387,7 +390,8 @@ def adapt_cmd(
     preview = preview or output.with_name(f"{output.stem}_preview.jpg")
     settings = resolve_settings(read(base)[1], preset, steps=steps, lr=lr, subset=subset,
                                 batch=batch, colour_weight=colour_weight,
-                                style_weight=style_weight, objective=objective, seed=seed)
+                                style_weight=style_weight, objective=objective, crop=crop,
+                                seed=seed)
     check_adapt_files(style, base, contents, output, preview)  # before the progress bar
     # k = 0 only encodes the painting: a bar of no steps would show "0/0 loss nan"
     with StepBar("adapt", settings.steps, enabled=progress and settings.steps > 0) as bar:
@@ -467,6 +471,8 @@ def export_init_cmd(
     adapt_objective: Optional[str] = _choice(None, "--adapt-objective",
                                              choices=OBJECTIVE_NAMES,
                                              help="Default adaptation objective."),
+    adapt_crop: Optional[int] = _ranged(None, "--adapt-crop", allowed=ADAPT["crop"],
+                                        help="Default side of adaptation's content crops."),
     strength: Optional[float] = _ranged(None, "--strength", allowed=STYLIZE["strength"],
                                         help="An encoder-decoder's default AdaIN strength, "
                                              "for stylize and adapt (default: the run's, "
@@ -483,7 +489,7 @@ def export_init_cmd(
     from .train import export_init
 
     chosen = {"steps": adapt_steps, "lr": adapt_lr, "subset": adapt_subset,
-              "objective": adapt_objective}
+              "objective": adapt_objective, "crop": adapt_crop}
     export_init(run_dir, output, {k: v for k, v in chosen.items() if v is not None}, strength,
                 style_size)
     typer.echo(f"{output}: {output.stat().st_size / 1e6:.2f} MB")

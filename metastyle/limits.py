@@ -58,6 +58,7 @@ ADAPT = {
     "batch": Range(1, 256, integer=True),
     "colour_weight": Range(0, 1e6),
     "style_weight": Range(0, 1e6, low_open=True),
+    "crop": Range(16, 2048, integer=True),
 }
 
 # `--preset` names (presets.PRESETS holds what each sets; kept here so the CLI loads fast)

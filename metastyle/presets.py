@@ -51,10 +51,10 @@ OBJECTIVES = {
 }
 assert tuple(OBJECTIVES) == OBJECTIVE_NAMES
 # What a base without a recommendation in its metadata is adapted with.
-FALLBACK = {"steps": 10, "lr": 0.01, "subset": "norm", "objective": "training"}
+FALLBACK = {"steps": 10, "lr": 0.01, "subset": "norm", "objective": "training", "crop": None}
 # The AdaptSettings fields a base file may recommend, and their metadata keys.
 RECOMMENDED = {"steps": "adapt_steps", "lr": "adapt_lr", "subset": "adapt_subset",
-               "objective": "adapt_objective"}
+               "objective": "adapt_objective", "crop": "adapt_crop"}
 
 
 @dataclass
@@ -68,6 +68,7 @@ class AdaptSettings(AdaptConfig):
     """
 
     objective: str = "training"
+    crop: int | None = None  # content crop side in pixels; None = the base's training crop
     colour_weight: float = DEFAULT_COLOUR_WEIGHT
     style_weight: float | None = None
     seed: int = 0
@@ -78,14 +79,14 @@ def resolve_settings(base_meta: dict, preset: str = "fast", *, steps: int | None
                      lr: float | None = None, subset: str | None = None,
                      batch: int | None = None, colour_weight: float | None = None,
                      style_weight: float | None = None, objective: str | None = None,
-                     seed: int = 0) -> AdaptSettings:
+                     crop: int | None = None, seed: int = 0) -> AdaptSettings:
     """Explicit values (not None), else the preset's (as the base's generator kind sets it),
     else the base's recommendation."""
     if preset not in PRESETS:
         raise UserError(f"adapt preset {preset!r}: expected one of {', '.join(PRESETS)}")
     given = {"steps": steps, "lr": lr, "subset": subset, "batch": batch,
              "colour_weight": colour_weight, "style_weight": style_weight,
-             "objective": objective}
+             "objective": objective, "crop": crop}
     check_all(ADAPT, given)  # the user's values, named as given
     check_subset(subset)
     check_objective(objective)

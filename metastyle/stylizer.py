@@ -159,7 +159,8 @@ def adapt(style_image: ImageLike, steps: int | None = None, content=None,
           seed: int = 0, on_step: Callable[[int, float], None] | None = None,
           subset: str | None = None, style_weight: float | None = None,
           preset: str = "fast", colour_weight: float | None = None,
-          objective: str | None = None, settings: AdaptSettings | None = None) -> Stylizer:
+          objective: str | None = None, crop: int | None = None,
+          settings: AdaptSettings | None = None) -> Stylizer:
     """Learn the style of ``style_image`` (file path, PIL image or tensor) in a few steps.
 
     ``content``: photos to adapt on (a folder or a list of files; default: scikit-image's
@@ -171,9 +172,10 @@ def adapt(style_image: ImageLike, steps: int | None = None, content=None,
     ``colour_weight`` pulls the output's colour means and spreads towards the style's (off by
     default; 10 suits a painting whose tone the photos lack, e.g. a dark one);
     ``objective``: what the steps minimize (`metastyle.presets.OBJECTIVES`; default the base's);
+    ``crop``: the side of the content crops (default: the base's training crop);
     ``on_step(i, loss)`` is called after each step (i counts from 0).
     ``settings``, already resolved (`metastyle.presets.resolve_settings`), replaces all of
-    steps, lr, batch, seed, subset, style_weight, preset, colour_weight and objective.
+    steps, lr, batch, seed, subset, style_weight, preset, colour_weight, objective and crop.
     """
     base_path = Path(base) if base is not None else SHIPPED_INIT
     contents = _content_paths(content)
@@ -181,7 +183,7 @@ def adapt(style_image: ImageLike, steps: int | None = None, content=None,
         settings = resolve_settings(read(base_path)[1], preset, steps=steps, lr=lr,
                                     subset=subset, batch=batch, colour_weight=colour_weight,
                                     style_weight=style_weight, objective=objective,
-                                    seed=seed)
+                                    crop=crop, seed=seed)
     with tempfile.TemporaryDirectory(prefix="metastyle-style-") as tmp:
         if isinstance(style_image, (str, Path)):
             style_path = Path(style_image)

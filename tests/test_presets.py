@@ -54,3 +54,11 @@ def test_the_objective_comes_from_the_base_the_quality_preset_trains_and_bad_nam
         resolve_settings(BASE_META, objective="best")
     with pytest.raises(UserError, match="the base model's adapt_objective 'x'"):
         resolve_settings(BASE_META | {"adapt_objective": "x"})
+
+
+def test_the_crop_is_the_bases_unless_given_and_is_range_checked():
+    assert resolve_settings(BASE_META).crop is None  # adapt_file then takes the training crop
+    assert resolve_settings(BASE_META | {"adapt_crop": 256}).crop == 256
+    assert resolve_settings(BASE_META | {"adapt_crop": 256}, crop=64).crop == 64
+    with pytest.raises(UserError, match="crop 8: must be"):
+        resolve_settings(BASE_META, crop=8)

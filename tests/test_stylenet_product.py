@@ -62,11 +62,12 @@ def test_the_refine_objective_adapts_the_affines_and_keeps_the_style_code(stylen
     style = tiny_corpus / "style" / "style0.png"
     losses = []
     stylizer = adapt(style, steps=3, base=stylenet_base, content=tiny_corpus / "content",
-                     lr=0.05, subset="affines", objective="refine",
+                     lr=0.05, subset="affines", objective="refine", crop=24,
                      on_step=lambda i, loss: losses.append(loss))
     k0 = zero_shot(style, stylenet_base).model
     model = stylizer.model
     assert stylizer.provenance["objective"] == "refine" and len(losses) == 3
+    assert stylizer.provenance["crop"] == 24
     assert all(torch.equal(model.code.mean[n], k0.code.mean[n]) for n in k0.code.mean)
     assert any(not torch.equal(p, dict(k0.named_parameters())[n])
                for n, p in model.named_parameters() if ".norm." in n)
