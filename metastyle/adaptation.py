@@ -135,11 +135,15 @@ def evaluate_terms(model: nn.Module, loss_fn: PerceptualLoss, style_targets: dic
                    images: torch.Tensor, batch: int = 4,
                    anchor: nn.Module | None = None) -> dict[str, float]:
     """Mean loss terms of ``model`` on held-out ``images`` (batched to bound memory); with an
-    anchored objective, ``anchor`` is the un-adapted model (`frozen_copy`)."""
+    anchored objective, ``anchor`` is the un-adapted model (`frozen_copy`), which may be
+    ``model`` itself (the loss before any step: its own output is the reference)."""
     sums: dict[str, float] = {}
     for i in range(0, len(images), batch):
         chunk = images[i:i + batch]
-        terms = loss_fn(model(chunk), content_reference(loss_fn, anchor, chunk), style_targets)
+        output = model(chunk)
+        reference = (loss_fn.content_targets(output) if anchor is model
+                     else content_reference(loss_fn, anchor, chunk))
+        terms = loss_fn(output, reference, style_targets)
         for key, value in terms.items():
             sums[key] = sums.get(key, 0.0) + value.item() * len(chunk)
     return {k: v / len(images) for k, v in sums.items()}
