@@ -10,7 +10,9 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable
 
-from .adaptation import (AdaptResult, adapt, adaptation_crops, evaluate_terms, fresh_crops,
+import torch
+
+from .adaptation import (AdaptResult, FixedInputs, adapt, evaluate_terms, fresh_crops,
                          frozen_copy, start_task)
 from .checkpoint import check_model_suffix, encode_delta, file_style_size, load_generator
 from .config import LossConfig
@@ -20,11 +22,10 @@ from .images import (check_output_suffix, check_outputs, encode_image, load_imag
 from .inference import stylize_tensor
 from .losses import perceptual_loss
 from .presets import OBJECTIVES, AdaptSettings
-from .runtime import seeded_generator
 
-# The fixed crops `metastyle adapt` reports its loss before/after on (adaptation itself streams
-# new crops). Four, not the benchmark's eight: at eight the two reports took a third of a
-# 10-step adapt of the encoder-decoder on 2 cores (experiments/LOG.md, 2026-12-01).
+# The crops `metastyle adapt` reports its loss before/after on: the first batches its steps
+# draw. Four, not the benchmark's eight: at eight the two reports took a third of a 10-step
+# adapt of the encoder-decoder on 2 cores (experiments/LOG.md, 2026-12-01).
 REPORT_CROPS = 4
 PREVIEW_SIZE = 384  # long side of the preview image
 
@@ -54,21 +55,25 @@ def adapt_style_file(style_path, base_path, contents: list, settings: AdaptSetti
     loss_fn = perceptual_loss(loss_cfg)
     style = pil_to_tensor(resize_long_side(style_img, file_style_size(meta)))
     crop = settings.crop or data.get("crop", 96)
-    # adaptation streams new crops (see fresh_crops); a fixed set reports the loss before/after
-    support = adaptation_crops(contents, max(settings.batch * 2, REPORT_CROPS), crop,
-                               seeded_generator(settings.seed))
+    stream = fresh_crops(contents, settings.batch, crop, settings.seed)
+    # The loss before and after is reported on the steps' first batches (the support set) and
+    # is the one the steps minimize (a training-mode model). Report and steps share one
+    # FixedInputs: those batches are encoded, and their anchored reference computed, once.
+    first = [stream(i) for i in range(math.ceil(REPORT_CROPS / settings.batch))]
+    sizes = [len(batch) for batch in first]
+    support = torch.cat(first)
     base = start_task(base, style)  # the encoder-decoder's k = 0: the zero-shot stylization
     targets = loss_fn.style_targets(style)
-    # the loss before and after is the one the steps minimize (a training-mode model)
     start = frozen_copy(base)
-    anchor = start if loss_cfg.anchor else None
-    before = evaluate_terms(start, loss_fn, targets, support, anchor=anchor)["total"]
+    inputs = FixedInputs(loss_fn, start)
+    before = evaluate_terms(start, loss_fn, targets, support, sizes, inputs)["total"]
+    reported = inputs.split(support, sizes)
     result = adapt(base, loss_fn, targets,
-                   fresh_crops(contents, settings.batch, crop, settings.seed),
+                   lambda step: reported[step] if step < len(reported) else stream(step),
                    settings.steps, settings.lr, subset=settings.subset,
-                   on_step=_stop_if_not_finite(on_step, settings))
+                   on_step=_stop_if_not_finite(on_step, settings), inputs=inputs)
     # with no steps the model is the base, so its loss is the one just measured
-    after = (evaluate_terms(result.model, loss_fn, targets, support, anchor=anchor)["total"]
+    after = (evaluate_terms(result.model, loss_fn, targets, support, sizes, inputs)["total"]
              if settings.steps else before)
     if not math.isfinite(after) or not all(
             p.isfinite().all() for p in result.model.parameters()):

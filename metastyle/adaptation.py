@@ -17,6 +17,7 @@ from typing import Callable
 
 import torch
 from torch import nn
+from torch.utils.weak import WeakIdKeyDictionary
 
 from .corpus import random_crops
 from .generator import adapt_parameter_names
@@ -75,16 +76,19 @@ def fresh_crops(contents: list, batch: int, crop: int, seed: int) -> Callable[[i
 def adapt(base: nn.Module, loss_fn: PerceptualLoss, style_targets: dict,
           batches: Callable[[int], torch.Tensor], steps: int, lr: float, *, subset: str = "norm",
           on_step: Callable[[int, float], None] | None = None,
-          probe: Callable[[int, nn.Module], None] | None = None) -> AdaptResult:
+          probe: Callable[[int, nn.Module], None] | None = None,
+          inputs: FixedInputs | None = None) -> AdaptResult:
     """Copy ``base`` and fit ``subset`` of its parameters to a style with Adam.
 
     ``batches(i)`` gives step i's content batch (``cycle_batches`` for a fixed support set,
     ``fresh_crops`` for a stream); ``on_step(i, loss)`` drives progress bars;
     ``probe(k, model)`` sees the model after k steps (k = 0 first), outside the timed region,
-    so a benchmark can score an adaptation curve in one run.
+    so a benchmark can score an adaptation curve in one run; ``inputs``: the `FixedInputs` of
+    ``base`` under ``loss_fn`` when the caller has prepared batches already (a loss report
+    on the batches the steps start with).
     """
     model = copy.deepcopy(base).train()
-    anchor = frozen_copy(base) if loss_fn.config.anchor else None
+    inputs = inputs or FixedInputs(loss_fn, frozen_copy(base))
     names = adapt_parameter_names(model, subset)
     chosen = set(names)
     for name, param in model.named_parameters():
@@ -100,8 +104,8 @@ def adapt(base: nn.Module, loss_fn: PerceptualLoss, style_targets: dict,
     for step in range(steps):
         start = time.perf_counter()
         content = batches(step)
-        loss = loss_fn(model(content), content_reference(loss_fn, anchor, content),
-                       style_targets)["total"]
+        features, reference = inputs(content)
+        loss = loss_fn(inputs.run(model, content, features), reference, style_targets)["total"]
         grads = torch.autograd.grad(loss, params)
         with torch.no_grad():
             for param, update in zip(params, direction(names, grads)):
@@ -122,28 +126,74 @@ def frozen_copy(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model).train().requires_grad_(False)
 
 
-@torch.no_grad()
-def content_reference(loss_fn: PerceptualLoss, anchor: nn.Module | None,
-                      content: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
-    """What the content term compares an output with: the photos, or with an ``anchor`` the
-    features of its output on them."""
-    return content if anchor is None else loss_fn.content_targets(anchor(content))
+class FixedInputs:
+    """Per content batch, what stays fixed while adaptation changes a model: the frozen trunk's
+    features of the photos (an encoder-decoder's trunk is in no adaptation subset, and every
+    copy of a model shares it) and what the content term compares with: the photos, or under
+    an anchored objective the features of the un-adapted model's output on them.
+
+    ``start``: the model as adaptation starts (`frozen_copy`), the anchor. Each batch is
+    prepared on first use and kept while the batch tensor lives (keyed by identity), so the
+    model and its anchor share one trunk pass where an anchored step used to run it twice,
+    and a batch that a loss report and the steps share (`split`), or that a fixed support set
+    brings round again, is prepared once (experiments/LOG.md, 2026-12-02). The Johnson network
+    has no trunk: its features are None.
+    """
+
+    def __init__(self, loss_fn: PerceptualLoss, start: nn.Module):
+        self.loss_fn, self.start = loss_fn, start
+        self._kept = WeakIdKeyDictionary()
+        self._splits = WeakIdKeyDictionary()
+
+    @torch.no_grad()
+    def __call__(self, content: torch.Tensor
+                 ) -> tuple[dict[str, torch.Tensor] | None, torch.Tensor | dict[str, torch.Tensor]]:
+        """(features, reference) of ``content``."""
+        if content not in self._kept:
+            encode = getattr(self.start, "encoded", None)
+            features = encode(content) if encode else None
+            start = self.run(self.start, content, features) if self.loss_fn.config.anchor else None
+            reference = content if start is None else self.loss_fn.content_targets(start)
+            self._kept[content] = (features, reference, start)
+        return self._kept[content][:2]
+
+    @torch.no_grad()
+    def output(self, model: nn.Module, content: torch.Tensor) -> torch.Tensor:
+        """``model``'s output on ``content``; the start's is the one its reference came from."""
+        features, _ = self(content)
+        start = self._kept[content][2]
+        return start if model is self.start and start is not None else self.run(
+            model, content, features)
+
+    def split(self, images: torch.Tensor, batch: int | list[int]) -> tuple[torch.Tensor, ...]:
+        """``images`` in batches of ``batch`` (or of those sizes): the same tensors each time,
+        so they stay prepared."""
+        if self._splits.get(images, (None,))[0] != batch:
+            self._splits[images] = (batch, images.split(batch))
+        return self._splits[images][1]
+
+    @staticmethod
+    def run(model: nn.Module, content: torch.Tensor,
+            features: dict[str, torch.Tensor] | None) -> torch.Tensor:
+        """``model``'s output on ``content``, from the trunk's ``features`` when known."""
+        return model(content) if features is None else model(content, features=features)
 
 
 @torch.no_grad()
 def evaluate_terms(model: nn.Module, loss_fn: PerceptualLoss, style_targets: dict,
-                   images: torch.Tensor, batch: int = 4,
-                   anchor: nn.Module | None = None) -> dict[str, float]:
-    """Mean loss terms of ``model`` on held-out ``images`` (batched to bound memory); with an
-    anchored objective, ``anchor`` is the un-adapted model (`frozen_copy`), which may be
-    ``model`` itself (the loss before any step: its own output is the reference)."""
+                   images: torch.Tensor, batch: int | list[int] = 4,
+                   inputs: FixedInputs | None = None) -> dict[str, float]:
+    """Mean loss terms of ``model`` on held-out ``images`` (batched to bound memory).
+    ``inputs``: the `FixedInputs` of the adaptation ``model`` comes from (required by an
+    anchored objective); reports before and after the steps that pass the same ``inputs``,
+    ``images`` and ``batch`` encode the photos and compute the reference once."""
+    if inputs is None:
+        if loss_fn.config.anchor:
+            raise ValueError("an anchored objective needs the adaptation's FixedInputs")
+        inputs = FixedInputs(loss_fn, model)
     sums: dict[str, float] = {}
-    for i in range(0, len(images), batch):
-        chunk = images[i:i + batch]
-        output = model(chunk)
-        reference = (loss_fn.content_targets(output) if anchor is model
-                     else content_reference(loss_fn, anchor, chunk))
-        terms = loss_fn(output, reference, style_targets)
+    for chunk in inputs.split(images, batch):
+        terms = loss_fn(inputs.output(model, chunk), inputs(chunk)[1], style_targets)
         for key, value in terms.items():
             sums[key] = sums.get(key, 0.0) + value.item() * len(chunk)
     return {k: v / len(images) for k, v in sums.items()}

@@ -372,9 +372,19 @@ class StyleNet(nn.Module):
         h, w = x.shape[-2:]
         return generate(self._padded(x))[..., BORDER:BORDER + h, BORDER:BORDER + w]
 
-    def _generate(self, x: torch.Tensor, transform) -> torch.Tensor:
-        """Encode the padded ``x``, ``transform`` its features, decode, crop to ``x``'s size."""
-        return self._cropped(x, lambda padded: self.decode(transform(self.encode(padded))))
+    def _generate(self, x: torch.Tensor, transform,
+                  features: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """Encode the padded ``x`` (or take its ``features``, `encoded`), ``transform`` them,
+        decode, crop to ``x``'s size."""
+        return self._cropped(x, lambda padded: self.decode(transform(
+            self.encode(padded) if features is None else features)))
+
+    @torch.no_grad()
+    def encoded(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The trunk's features of ``x`` as `forward` pads it. No adaptation subset changes the
+        trunk, so adaptation encodes a batch once for all its steps, its anchor and its loss
+        reports (adaptation.FixedInputs) and passes them to `forward`."""
+        return self.encode(self._padded(x))
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         return self._generate(x, lambda features: features)
@@ -390,7 +400,8 @@ class StyleNet(nn.Module):
         return out
 
     def stylize(self, x: torch.Tensor,
-                codes: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+                codes: dict[str, tuple[torch.Tensor, torch.Tensor]],
+                features: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         # A student's stylization without gradients folds its lifts and the transform into the
         # decoder's first convolutions (fold.py): the same output for about 70% of the work.
         # With gradients (the distill stage, adaptation) the lifts run: the distill stage holds
@@ -398,8 +409,10 @@ class StyleNet(nn.Module):
         # reference the fold is tested against. A traced graph (export) keeps the lifts too:
         # the TorchScript-based ONNX exporter refuses a convolution whose weight's shape comes
         # from the batch size, and a grouped convolution would fix the batch at the traced one.
-        if self.student is None or torch.is_grad_enabled() or torch.jit.is_tracing():
-            return self._generate(x, lambda features: self.transform(features, codes))
+        # Given ``features`` (`encoded`), the trunk has already run: the plain path decodes them.
+        if (self.student is None or features is not None or torch.is_grad_enabled()
+                or torch.jit.is_tracing()):
+            return self._generate(x, lambda encoded: self.transform(encoded, codes), features)
         return self._cropped(x, lambda padded: self._folded(padded, codes))
 
     def _folded(self, padded: torch.Tensor,
@@ -496,8 +509,10 @@ class StyleNet(nn.Module):
         tiled.output_palette = palette_of(tiled.stylize(small.to(device), self.code.as_dict()))
         return tiled
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.stylize(x, self.code.as_dict())
+    def forward(self, x: torch.Tensor,
+                features: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """The stylization of ``x``; ``features``: the trunk's of ``x`` (`encoded`), if known."""
+        out = self.stylize(x, self.code.as_dict(), features)
         # scaled by the strength too: at strength 0 no part of the style is left
         out = self.palette(out, self.palette_strength * self.strength, self.output_palette)
         # The photo's detail is part of a stylization, not of what adaptation and training

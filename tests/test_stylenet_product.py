@@ -76,6 +76,23 @@ def test_the_refine_objective_adapts_the_affines_and_keeps_the_style_code(stylen
     assert loss["anchor"] and loss["style_layers"] == ["relu1_1", "relu2_1"]
 
 
+def test_the_loss_is_reported_on_the_first_batches_the_steps_draw(stylenet_base, tiny_corpus):
+    """At lr 0 the model stays the start: the support loss before and after is the mean of the
+    first two steps' losses (two batches of two make the four report crops)."""
+    from metastyle.adapt_file import adapt_style_file
+    from metastyle.presets import AdaptSettings
+
+    losses = []
+    settings = AdaptSettings(steps=3, lr=0.0, batch=2, subset="affines", objective="refine",
+                             crop=24)
+    _, provenance = adapt_style_file(tiny_corpus / "style" / "style0.png", stylenet_base,
+                                     sorted((tiny_corpus / "content").iterdir()), settings,
+                                     on_step=lambda i, loss: losses.append(loss))
+    before, after = provenance["support_loss_before"], provenance["support_loss_after"]
+    assert before == pytest.approx((losses[0] + losses[1]) / 2, rel=1e-5)
+    assert after == pytest.approx(before, rel=1e-6) and losses[2] != losses[0]
+
+
 def test_zero_shot_stylize_from_the_command_line(stylenet_base, tiny_corpus, tmp_path):
     photo = tiny_corpus / "content" / "content0.png"
     result = _ok(runner.invoke(app, ["stylize", "--style", str(tiny_corpus / "style/style1.png"),
