@@ -38,14 +38,14 @@ def test_gatys_with_vgg16_hed_cuts_the_style_loss(tmp_path):
 def test_adapt_the_shipped_init_with_defaults_then_stylize(tmp_path):
     runner = CliRunner()
     out = tmp_path / "mosaic.safetensors"
-    # default lr (tuned for the default K=50); 5 steps, since Adam's first two at that rate
-    # can overshoot (support loss 1.063 -> 1.107 after 2 steps, -> 0.966 after 5)
-    result = runner.invoke(app, ["adapt", str(REPO / "styles/mosaic.png"), "-k", "5", "-o",
-                                 str(out), "--no-progress"])
+    # the shipped file's recommendation: two refine steps on the decoder's affines
+    result = runner.invoke(app, ["adapt", str(REPO / "styles/mosaic.png"), "-o", str(out),
+                                 "--no-progress"])
     assert result.exit_code == 0, result.stderr
     assert out.stat().st_size <= 16 * 1024
     _, meta = checkpoint.read(out)
     assert meta["kind"] == "delta" and meta["base_path"] == "shipped:stylenet.safetensors"
+    assert meta["steps"] == 2 and meta["objective"] == "refine"
     assert meta["support_loss_after"] < meta["support_loss_before"]
     assert (tmp_path / "mosaic_preview.jpg").is_file()
     model, _ = checkpoint.load_generator(out)
