@@ -135,9 +135,8 @@ class FixedInputs:
     ``start``: the model as adaptation starts (`frozen_copy`), the anchor. Each batch is
     prepared on first use and kept while the batch tensor lives (keyed by identity), so the
     model and its anchor share one trunk pass where an anchored step used to run it twice,
-    and a batch that a loss report and the steps share (`split`), or that a fixed support set
-    brings round again, is prepared once (experiments/LOG.md, 2026-12-02). The Johnson network
-    has no trunk: its features are None.
+    and a batch that a loss report and the steps share (`split`) is prepared once
+    (experiments/LOG.md, 2026-12-02). The Johnson network has no trunk: its features are None.
     """
 
     def __init__(self, loss_fn: PerceptualLoss, start: nn.Module):
