@@ -21,6 +21,9 @@ user runs it:
     python experiments/stylenet_eval.py metastyle/weights/stylenet.safetensors -o out \
         --variant norm10:steps=10,lr=0.05 --variant dec10:steps=10,subset=decoder,lr=0.001
 
+``--same-as RESULTS`` scores exactly the pairs of an earlier run (a new column beside its
+numbers) instead of choosing styles and photos.
+
 ``--also NAME=FILE`` adds another model file's zero-shot column at that file's own settings
 (a distilled fast model beside its teacher, on the same pairs in one run).
 """
@@ -79,6 +82,10 @@ def main() -> None:
                              "folder) scored, before the even spacing: a set not seen before")
     parser.add_argument("--exclude-photos", type=Path, action="append", default=[],
                         metavar="RESULTS", help="as --exclude, for the photos only")
+    parser.add_argument("--same-as", type=Path, default=None, metavar="RESULTS",
+                        help="score exactly the styles and photos an earlier run (its output "
+                             "folder) scored, instead of choosing them: a new column beside "
+                             "its numbers")
     parser.add_argument("--size", type=int, default=256, help="long side of scored photos")
     parser.add_argument("--style-size", type=int, default=256)
     parser.add_argument("--manifest", default=DEFAULT_MANIFEST)
@@ -116,6 +123,12 @@ def main() -> None:
 
     styles = evenly(fresh("style")[args.style_offset:], args.styles)
     photos = evenly(fresh("content")[args.photo_offset:], args.photos)
+    if args.same_as:
+        earlier = json.loads((args.same_as / "scores.json").read_text())["pairs"]
+        by_name = {p.name: p for kind in ("style", "content")
+                   for p in image_paths(data, kind, args.split)}
+        styles = [by_name[n] for n in dict.fromkeys(pair["style"] for pair in earlier)]
+        photos = [by_name[n] for n in dict.fromkeys(pair["photo"] for pair in earlier)]
     model, base_meta = checkpoint.load_generator(args.checkpoint)  # stage checkpoint or model file
     if args.palette is not None:
         model = model.with_palette(args.palette)
