@@ -131,8 +131,7 @@ def test_the_readme_api_example_runs(stylenet_base, tiny_corpus, tmp_path, monke
     # --- README example (plus **tiny and content; the README's starts with `import metastyle`) ---
     stylizer = metastyle.zero_shot("styles/mosaic.png", **tiny)
     stylizer.stylize("photo.jpg").save("photo_mosaic.jpg")
-    stylizer = metastyle.adapt("styles/mosaic.png", steps=10, content=tiny_corpus / "content",
-                               **tiny,
+    stylizer = metastyle.adapt("styles/mosaic.png", content=tiny_corpus / "content", **tiny,
                                on_step=lambda i, loss: print(f"step {i + 1}: loss {loss:.3f}"))
     stylizer.stylize("photo.jpg", strength=0.5).save("photo_half.jpg")
     stylizer.stylize("photo.jpg", preserve_colour=True).save("photo_colour.jpg")
@@ -144,7 +143,7 @@ def test_the_readme_api_example_runs(stylenet_base, tiny_corpus, tmp_path, monke
     for name in ("photo_mosaic.jpg", "photo_half.jpg", "photo_colour.jpg", "other_08.jpg"):
         assert Image.open(name).size == (48, 40)
     meta = checkpoint.read("mosaic.safetensors")[1]
-    assert meta["kind"] == "delta" and meta["steps"] == 10
+    assert meta["kind"] == "delta" and meta["steps"] >= 1  # the base's recommended steps ran
 
 
 def test_style_weight_overrides_the_base_objective_for_one_adaptation(base_model, tiny_corpus,
