@@ -121,14 +121,15 @@ def main() -> None:
     def fresh(kind: str) -> list[Path]:
         return [p for p in image_paths(data, kind, args.split) if p.name not in seen[kind]]
 
-    styles = evenly(fresh("style")[args.style_offset:], args.styles)
-    photos = evenly(fresh("content")[args.photo_offset:], args.photos)
     if args.same_as:
         earlier = json.loads((args.same_as / "scores.json").read_text())["pairs"]
         by_name = {p.name: p for kind in ("style", "content")
                    for p in image_paths(data, kind, args.split)}
         styles = [by_name[n] for n in dict.fromkeys(pair["style"] for pair in earlier)]
         photos = [by_name[n] for n in dict.fromkeys(pair["photo"] for pair in earlier)]
+    else:
+        styles = evenly(fresh("style")[args.style_offset:], args.styles)
+        photos = evenly(fresh("content")[args.photo_offset:], args.photos)
     model, base_meta = checkpoint.load_generator(args.checkpoint)  # stage checkpoint or model file
     if args.palette is not None:
         model = model.with_palette(args.palette)

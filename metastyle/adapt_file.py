@@ -10,8 +10,6 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable
 
-import torch
-
 from .adaptation import (AdaptResult, FixedInputs, adapt, evaluate_terms, fresh_crops,
                          frozen_copy, start_task)
 from .checkpoint import check_model_suffix, encode_delta, file_style_size, load_generator
@@ -60,20 +58,17 @@ def adapt_style_file(style_path, base_path, contents: list, settings: AdaptSetti
     # is the one the steps minimize (a training-mode model). Report and steps share one
     # FixedInputs: those batches are encoded, and their anchored reference computed, once.
     first = [stream(i) for i in range(math.ceil(REPORT_CROPS / settings.batch))]
-    sizes = [len(batch) for batch in first]
-    support = torch.cat(first)
     base = start_task(base, style)  # the encoder-decoder's k = 0: the zero-shot stylization
     targets = loss_fn.style_targets(style)
     start = frozen_copy(base)
     inputs = FixedInputs(loss_fn, start)
-    before = evaluate_terms(start, loss_fn, targets, support, sizes, inputs)["total"]
-    reported = inputs.split(support, sizes)
+    before = evaluate_terms(start, loss_fn, targets, first, inputs=inputs)["total"]
     result = adapt(base, loss_fn, targets,
-                   lambda step: reported[step] if step < len(reported) else stream(step),
+                   lambda step: first[step] if step < len(first) else stream(step),
                    settings.steps, settings.lr, subset=settings.subset,
                    on_step=_stop_if_not_finite(on_step, settings), inputs=inputs)
     # with no steps the model is the base, so its loss is the one just measured
-    after = (evaluate_terms(result.model, loss_fn, targets, support, sizes, inputs)["total"]
+    after = (evaluate_terms(result.model, loss_fn, targets, first, inputs=inputs)["total"]
              if settings.steps else before)
     if not math.isfinite(after) or not all(
             p.isfinite().all() for p in result.model.parameters()):

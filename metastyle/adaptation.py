@@ -88,7 +88,8 @@ def adapt(base: nn.Module, loss_fn: PerceptualLoss, style_targets: dict,
     on the batches the steps start with).
     """
     model = copy.deepcopy(base).train()
-    inputs = inputs or FixedInputs(loss_fn, frozen_copy(base))
+    # unanchored, the start only lends its trunk, which adaptation never changes
+    inputs = inputs or FixedInputs(loss_fn, frozen_copy(base) if loss_fn.config.anchor else base)
     names = adapt_parameter_names(model, subset)
     chosen = set(names)
     for name, param in model.named_parameters():
@@ -135,14 +136,13 @@ class FixedInputs:
     ``start``: the model as adaptation starts (`frozen_copy`), the anchor. Each batch is
     prepared on first use and kept while the batch tensor lives (keyed by identity), so the
     model and its anchor share one trunk pass where an anchored step used to run it twice,
-    and a batch that a loss report and the steps share (`split`) is prepared once
-    (experiments/LOG.md, 2026-12-02). The Johnson network has no trunk: its features are None.
+    and a batch that a loss report and the steps share is prepared once (experiments/LOG.md,
+    2026-12-02). The Johnson network has no trunk: its features are None.
     """
 
     def __init__(self, loss_fn: PerceptualLoss, start: nn.Module):
         self.loss_fn, self.start = loss_fn, start
         self._kept = WeakIdKeyDictionary()
-        self._splits = WeakIdKeyDictionary()
 
     @torch.no_grad()
     def __call__(self, content: torch.Tensor
@@ -164,13 +164,6 @@ class FixedInputs:
         return start if model is self.start and start is not None else self.run(
             model, content, features)
 
-    def split(self, images: torch.Tensor, batch: int | list[int]) -> tuple[torch.Tensor, ...]:
-        """``images`` in batches of ``batch`` (or of those sizes): the same tensors each time,
-        so they stay prepared."""
-        if self._splits.get(images, (None,))[0] != batch:
-            self._splits[images] = (batch, images.split(batch))
-        return self._splits[images][1]
-
     @staticmethod
     def run(model: nn.Module, content: torch.Tensor,
             features: dict[str, torch.Tensor] | None) -> torch.Tensor:
@@ -180,22 +173,25 @@ class FixedInputs:
 
 @torch.no_grad()
 def evaluate_terms(model: nn.Module, loss_fn: PerceptualLoss, style_targets: dict,
-                   images: torch.Tensor, batch: int | list[int] = 4,
+                   images: torch.Tensor | list[torch.Tensor], batch: int = 4,
                    inputs: FixedInputs | None = None) -> dict[str, float]:
-    """Mean loss terms of ``model`` on held-out ``images`` (batched to bound memory).
-    ``inputs``: the `FixedInputs` of the adaptation ``model`` comes from (required by an
-    anchored objective); reports before and after the steps that pass the same ``inputs``,
-    ``images`` and ``batch`` encode the photos and compute the reference once."""
+    """Mean loss terms of ``model`` on held-out ``images``: a tensor, taken ``batch`` at a time
+    to bound memory, or a list of batches. ``inputs``: the `FixedInputs` of the adaptation
+    ``model`` comes from (required by an anchored objective); reports before and after the
+    steps that pass the same ``inputs`` and list of batches encode the photos and compute the
+    reference once."""
     if inputs is None:
         if loss_fn.config.anchor:
             raise ValueError("an anchored objective needs the adaptation's FixedInputs")
         inputs = FixedInputs(loss_fn, model)
+    chunks = images.split(batch) if isinstance(images, torch.Tensor) else images
     sums: dict[str, float] = {}
-    for chunk in inputs.split(images, batch):
+    for chunk in chunks:
         terms = loss_fn(inputs.output(model, chunk), inputs(chunk)[1], style_targets)
         for key, value in terms.items():
             sums[key] = sums.get(key, 0.0) + value.item() * len(chunk)
-    return {k: v / len(images) for k, v in sums.items()}
+    count = sum(len(chunk) for chunk in chunks)
+    return {k: v / count for k, v in sums.items()}
 
 
 def adaptation_crops(contents: list, count: int, crop: int, gen: torch.Generator) -> torch.Tensor:

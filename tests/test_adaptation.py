@@ -100,9 +100,9 @@ def test_batches_a_report_and_the_steps_share_are_encoded_once(random_loss):
     encoded = start.encoded
     start.encoded = lambda x: calls.append(len(x)) or encoded(x)
     inputs = FixedInputs(anchored, start)
-    evaluate_terms(start, anchored, targets, photos, 2, inputs)
-    batches = inputs.split(photos, 2)
+    batches = list(photos.split(2))
+    evaluate_terms(start, anchored, targets, batches, inputs=inputs)
     result = adapt(base, anchored, targets, lambda step: batches[step % 2], 6, 0.01,
                    subset="affines", inputs=inputs)
-    evaluate_terms(result.model, anchored, targets, photos, 2, inputs)
+    evaluate_terms(result.model, anchored, targets, batches, inputs=inputs)
     assert calls == [2, 2]  # two batches of two, each encoded once
